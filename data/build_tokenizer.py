@@ -1,0 +1,151 @@
+"""Train the bundled byte-level BPE tokenizer on the WordNet corpus (train split only).
+
+Maintainer script: users load the committed result with
+    AutoTokenizer.from_pretrained("data/tokenizer")
+To rebuild (takes seconds on a CPU):
+
+    python data/build_tokenizer.py --vocab-size 4096
+
+The tokenizer is RoBERTa-style: byte-level BPE without an added prefix space, special
+tokens <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4, encodings wrapped as "<s> ... </s>", and a
+<mask> token that swallows the space before it (lstrip=True) so "The <mask> sat." masks
+the word " cat" the way RoBERTa does.
+"""
+
+import argparse
+import gzip
+import json
+import sys
+from pathlib import Path
+
+from tokenizers import (
+    AddedToken,
+    Tokenizer,
+    decoders,
+    models,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
+
+DATA_DIR = Path(__file__).resolve().parent
+# ids 0..4 in RoBERTa's order. <mask> has lstrip=True in the backend tokenizer itself (the
+# wrapper's mask_token setting alone does not change an already-added token): "The <mask>"
+# then encodes as ["The", "<mask>"], not ["The", "Ġ", "<mask>"].
+SPECIAL_TOKENS = [
+    AddedToken(t, lstrip=(t == "<mask>"), rstrip=False, normalized=False, special=True)
+    for t in ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+]
+DEFAULT_VOCAB_SIZE = 4096  # chosen by data/measure_vocab.py, see data/README.md
+MODEL_MAX_LENGTH = 512
+
+
+def read_texts(path):
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [json.loads(line)["text"] for line in f]
+
+
+def train_tokenizer(texts, vocab_size):
+    """Train a raw `tokenizers.Tokenizer` (byte-level BPE) on `texts`."""
+    tok = Tokenizer(models.BPE())  # no unk needed: every byte is in the base alphabet
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=SPECIAL_TOKENS,  # added first, so they get ids 0..4 in this order
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is ever unknown
+        show_progress=False,
+    )
+    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    tok.post_processor = processors.RobertaProcessing(
+        ("</s>", tok.token_to_id("</s>")),
+        ("<s>", tok.token_to_id("<s>")),  # (sep, cls)
+        trim_offsets=True,
+        add_prefix_space=False,
+    )
+    return tok
+
+
+def wrap(tok):
+    """Wrap the raw tokenizer so transformers' AutoTokenizer can save/load it."""
+    from transformers import (
+        PreTrainedTokenizerFast,  # imported lazily: measuring needs only `tokenizers`
+    )
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token="<s>",
+        eos_token="</s>",
+        unk_token="<unk>",
+        sep_token="</s>",
+        cls_token="<s>",
+        pad_token="<pad>",
+        mask_token=AddedToken("<mask>", lstrip=True, rstrip=False),  # like roberta-base
+        model_max_length=MODEL_MAX_LENGTH,
+        clean_up_tokenization_spaces=False,  # keep decode(encode(x)) == x
+    )
+
+
+def verify(output_dir):
+    """Reload from disk the way users will and check the properties the models rely on."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(output_dir)
+    assert (
+        tok.bos_token_id,
+        tok.pad_token_id,
+        tok.eos_token_id,
+        tok.unk_token_id,
+        tok.mask_token_id,
+    ) == (0, 1, 2, 3, 4)
+    text = "A dog: a domestic animal."
+    ids = tok(text)["input_ids"]
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id, ids
+    assert tok.decode(ids, skip_special_tokens=True) == text
+    for sample in [
+        "  two  spaces, tabs\tand UTF-8: café, naïve, 東京 ✓",
+        "Line one.\nLine two!",
+    ]:
+        assert (
+            tok.decode(tok(sample)["input_ids"], skip_special_tokens=True) == sample
+        ), sample
+    masked = tok("The <mask> sat.")["input_ids"]
+    assert masked.count(tok.mask_token_id) == 1, tok.convert_ids_to_tokens(masked)
+    # lstrip: the space before <mask> belongs to the mask, not to a stray "Ġ" token.
+    assert tok.decode(masked[1 : masked.index(tok.mask_token_id)]) == "The", (
+        tok.convert_ids_to_tokens(masked)
+    )
+    print(
+        f"verified {output_dir}: vocab {len(tok)}, {text!r} -> {tok.convert_ids_to_tokens(ids)}"
+    )
+    print(f"  'The <mask> sat.' -> {tok.convert_ids_to_tokens(masked)}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE)
+    parser.add_argument(
+        "--train-file", type=Path, default=DATA_DIR / "wordnet" / "train.jsonl.gz"
+    )
+    parser.add_argument("--output-dir", type=Path, default=DATA_DIR / "tokenizer")
+    args = parser.parse_args(argv)
+
+    if not args.train_file.is_file():
+        print(
+            f"error: {args.train_file} not found; run python data/build_corpus.py first",
+            file=sys.stderr,
+        )
+        return 1
+    texts = read_texts(args.train_file)  # train split only: validation stays unseen
+    tok = train_tokenizer(texts, args.vocab_size)
+    wrap(tok).save_pretrained(args.output_dir)
+    print(
+        f"trained on {len(texts)} train documents, vocab {tok.get_vocab_size()} -> {args.output_dir}"
+    )
+    verify(args.output_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Compare BPE vocabulary sizes on the WordNet corpus and print a markdown table.
+
+    python data/measure_vocab.py                      # 2k, 4k, 8k, 16k
+    python data/measure_vocab.py --sizes 4096 8192
+
+For each size a tokenizer is trained on the train split (exactly as build_tokenizer.py
+does, nothing is written) and both splits are encoded. Columns:
+  train tokens   total tokens of the train split, <s> and </s> included
+  mean/p95/p99   document length in tokens (with <s> </s>)
+  <=64, <=128    fraction of train documents whose encoding fits in 64 / 128 tokens
+  vocab used     fraction of the vocabulary seen more than 10 times in the validation
+                 split (and, less noisy, in the train split) -- rarely seen tokens get few
+                 gradient updates in a tiny model
+  H              unigram entropy of the train split's text tokens (nats/token; <s> </s>
+                 excluded because they carry no characters)
+  bits/char      H * text tokens / characters / ln 2: a unigram model's cost per
+                 character, comparable across vocabularies
+  emb share      vocab*256 / (vocab*256 + non-embedding params) for a small RoBERTa
+                 (hidden 256, 4 layers, FFN 1024, embeddings tied to the output layer)
+"""
+
+import argparse
+import math
+import time
+from collections import Counter
+
+from build_tokenizer import DATA_DIR, read_texts, train_tokenizer
+
+HIDDEN, LAYERS, FFN = 256, 4, 1024
+NON_EMBEDDING_PARAMS = LAYERS * (
+    4 * HIDDEN * HIDDEN + 2 * HIDDEN * FFN
+)  # attention + FFN weights, ~3.1M
+
+
+def percentile(sorted_values, p):
+    """Nearest-rank percentile of an already sorted list."""
+    return sorted_values[max(0, math.ceil(p / 100 * len(sorted_values)) - 1)]
+
+
+def measure(train, validation, vocab_size):
+    start = time.perf_counter()
+    tok = train_tokenizer(train, vocab_size)
+    train_seconds = time.perf_counter() - start
+
+    train_ids = [
+        e.ids for e in tok.encode_batch(train)
+    ]  # post-processor adds <s> ... </s>
+    val_ids = [e.ids for e in tok.encode_batch(validation)]
+    lengths = sorted(len(ids) for ids in train_ids)
+    n_docs, n_tokens = len(lengths), sum(lengths)
+
+    # Unigram statistics over text tokens only (drop the <s> and </s> at each end).
+    counts = Counter(t for ids in train_ids for t in ids[1:-1])
+    n_text = sum(counts.values())
+    entropy = -sum(c / n_text * math.log(c / n_text) for c in counts.values())
+    chars = sum(len(t) for t in train)
+
+    val_counts = Counter(t for ids in val_ids for t in ids)
+    vocab = tok.get_vocab_size()
+    embedding = vocab * HIDDEN
+    return {
+        "vocab": vocab,
+        "train tokens": f"{n_tokens / 1e6:.2f}M",
+        "mean len": f"{n_tokens / n_docs:.1f}",
+        "p95": percentile(lengths, 95),
+        "p99": percentile(lengths, 99),
+        "max": lengths[-1],
+        "<=64": f"{sum(l <= 64 for l in lengths) / n_docs:.2%}",
+        "<=128": f"{sum(l <= 128 for l in lengths) / n_docs:.2%}",
+        "vocab used >10x (val)": f"{sum(c > 10 for c in val_counts.values()) / vocab:.1%}",
+        "vocab used >10x (train)": f"{sum(c > 10 for c in counts.values()) / vocab:.1%}",
+        "H (nats/tok)": f"{entropy:.3f}",
+        "bits/char": f"{entropy * n_text / chars / math.log(2):.3f}",
+        "emb share": f"{embedding / (embedding + NON_EMBEDDING_PARAMS):.1%}",
+        "train s": f"{train_seconds:.1f}",
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=[2048, 4096, 8192, 16384]
+    )
+    args = parser.parse_args(argv)
+
+    train = read_texts(DATA_DIR / "wordnet" / "train.jsonl.gz")
+    validation = read_texts(DATA_DIR / "wordnet" / "validation.jsonl.gz")
+    rows = [measure(train, validation, size) for size in args.sizes]
+
+    print(
+        f"train: {len(train)} docs, {sum(map(len, train))} chars; validation: {len(validation)} docs; "
+        f"non-embedding params {NON_EMBEDDING_PARAMS / 1e6:.2f}M\n"
+    )
+    header = list(rows[0])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "|".join("---:" for _ in header) + "|")
+    for row in rows:
+        print("| " + " | ".join(str(row[h]) for h in header) + " |")
+
+
+if __name__ == "__main__":
+    main()
