@@ -1,0 +1,260 @@
+"""Every argument of train.py, as dataclasses parsed by ``HfArgumentParser``, plus the presets.
+
+    python train.py --help                 # every flag, with its help text
+    python train.py --quick-test           # small offline run on the bundled corpus -> results/
+    python train.py                        # the full default: roberta-base -> results-full/
+
+Flags may be written with dashes or underscores (``--max-length`` = ``--max_length``); all of
+``transformers.TrainingArguments`` is available too (``--learning_rate``, ``--max_steps``,
+``--per_device_train_batch_size``, ``--report_to tensorboard``, ...).
+
+A preset is a list of flags placed *before* the user's own, so anything typed on the command
+line overrides the preset (argparse keeps the last value of a repeated flag).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from transformers import HfArgumentParser, TrainingArguments
+
+from data_collator import DEFAULT_MASK_LEVELS
+from diffusion import schedules
+
+REPO_DIR = os.path.dirname(os.path.abspath(__file__))
+BUNDLED_DATASET = "wordnet"  # data/wordnet/{train,validation}.jsonl.gz
+BUNDLED_TOKENIZER = os.path.join(REPO_DIR, "data", "tokenizer")
+MODEL_CONFIG_PRESETS = ("tiny", "small")
+
+# The small offline run: a tiny model on the bundled corpus, a few minutes on 2 CPU cores.
+QUICK_TEST_ARGS = [
+    "--model-config", "tiny",
+    "--output_dir", "results",
+    "--max-length", "64",
+    "--per_device_train_batch_size", "64",
+    "--per_device_eval_batch_size", "128",
+    "--train_sampling_strategy", "group_by_length",
+    "--learning_rate", "1e-3",
+    "--warmup_steps", "0.05",
+    "--weight_decay", "0.01",
+    "--max_steps", "600",
+    "--logging_steps", "50",
+    "--save_steps", "300",
+    "--save_total_limit", "2",
+    "--eval_strategy", "no",
+    "--max-eval-samples", "1000",
+    "--use_cpu",
+]
+# The full default: fine-tune roberta-base (needs the Hugging Face Hub, or a local copy).
+FULL_ARGS = [
+    "--model", "roberta-base",
+    "--output_dir", "results-full",
+    "--max-length", "128",
+    "--per_device_train_batch_size", "32",
+    "--train_sampling_strategy", "group_by_length",
+    "--per_device_eval_batch_size", "64",
+    "--learning_rate", "5e-5",
+    "--warmup_steps", "0.06",
+    "--weight_decay", "0.01",
+    "--num_train_epochs", "3",
+    "--logging_steps", "100",
+    "--eval_strategy", "steps",
+    "--eval_steps", "2000",
+    "--save_steps", "2000",
+    "--save_total_limit", "3",
+    "--max-eval-samples", "2000",
+]
+
+
+@dataclass
+class ModelArguments:
+    objective: str = field(
+        default="masked",
+        metadata={"help": "masked: the diffusion objective (variable-rate masking). causal: a GPT-2-style "
+                  "left-to-right model on the same tokenizer and data, the baseline to compare against."},
+    )
+    model: str | None = field(
+        default=None,
+        metadata={"help": "Hub id (roberta-base, gpt2) or local folder, loaded with from_pretrained. "
+                  "Leave unset and give --model-config to build a fresh model instead."},
+    )
+    model_config: str | None = field(
+        default=None,
+        metadata={"help": "Build a fresh model from a preset config instead of loading one: "
+                  f"{' | '.join(MODEL_CONFIG_PRESETS)} (RobertaConfig for masked, GPT2Config for causal)."},
+    )
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Override preset config fields, e.g. 'hidden_size=64,num_hidden_layers=2'."},
+    )
+    tokenizer: str | None = field(
+        default=None,
+        metadata={"help": "Tokenizer id or folder. Default: the --model's own, else the bundled data/tokenizer."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("masked", "causal"):
+            raise ValueError(f"--objective must be 'masked' or 'causal', got {self.objective!r}")
+        if self.model_config is not None and self.model_config not in MODEL_CONFIG_PRESETS:
+            raise ValueError(f"--model-config must be one of {', '.join(MODEL_CONFIG_PRESETS)}, got {self.model_config!r}")
+        if self.model is not None and self.model_config is not None:
+            raise ValueError("give either --model (load weights) or --model-config (fresh model), not both")
+        if self.model is None and self.model_config is None:
+            raise ValueError("no model: give --model NAME_OR_DIR or --model-config tiny|small")
+        if self.config_overrides is not None:
+            if self.model_config is None:
+                raise ValueError("--config-overrides only applies with --model-config")
+            self.config_overrides_dict()  # validates the format
+
+    def config_overrides_dict(self) -> dict[str, str]:
+        """'a=1,b=x' -> {'a': '1', 'b': 'x'} (values are typed later against the config)."""
+        pairs = {}
+        for item in (self.config_overrides or "").split(","):
+            if not item.strip():
+                continue
+            key, sep, value = item.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(f"--config-overrides wants key=value pairs separated by commas, got {item!r}")
+            pairs[key.strip()] = value.strip()
+        return pairs
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(
+        default=BUNDLED_DATASET,
+        metadata={"help": f"'{BUNDLED_DATASET}' (the bundled offline corpus), a hub id "
+                  "(roneneldan/TinyStories), or a local .txt/.jsonl/.json/.csv/.parquet file or folder of them."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Config name of a hub dataset."})
+    text_column: str = field(default="text", metadata={"help": "Column that holds the text."})
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Train on a folder of source code instead: every file with one of --extensions, "
+                  "found recursively, is one document. Overrides --dataset."},
+    )
+    extensions: str = field(default=".py", metadata={"help": "Comma-separated file endings for --data-dir, e.g. .py,.go,.js"})
+    max_length: int = field(default=128, metadata={"help": "Tokens per example, special tokens included."})
+    packing: bool = field(
+        default=False,
+        metadata={"help": "Concatenate documents and cut them into --max-length blocks (for long texts). "
+                  "Default: one document per example, truncated."},
+    )
+    validation_split_percentage: float = field(
+        default=2.0, metadata={"help": "Held-out share when the dataset has no validation split."}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only this many training examples."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on only this many examples."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenisation."})
+
+    def __post_init__(self) -> None:
+        if self.max_length < 4:
+            raise ValueError(f"--max-length must be at least 4, got {self.max_length}")
+        if not 0 < self.validation_split_percentage < 50:
+            raise ValueError(f"--validation-split-percentage must lie in (0, 50), got {self.validation_split_percentage}")
+        for name in ("max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+
+    def extension_list(self) -> list[str]:
+        exts = [e.strip() for e in self.extensions.split(",") if e.strip()]
+        return [e if e.startswith(".") else "." + e for e in exts]
+
+
+@dataclass
+class DiffusionArguments:
+    mask_levels: list[float] = field(
+        default_factory=lambda: list(DEFAULT_MASK_LEVELS),
+        metadata={"help": "Masking levels drawn in training and reported in evaluation, each in (0, 1]."},
+    )
+    rate_sampling: str = field(
+        default="levels",
+        metadata={"help": "levels: draw the mask rate from --mask-levels. continuous: t ~ U[eps, 1], rate = 1 - alpha(t)."},
+    )
+    schedule: str = field(
+        default="linear",
+        metadata={"help": f"Noise schedule for --rate-sampling continuous: {', '.join(schedules.available_schedules())}."},
+    )
+    mask_rate_per: str = field(
+        default="example",
+        metadata={"help": "example: a rate per example (smoother). batch: one rate per batch (the original recipe)."},
+    )
+    prefix_len: int = field(default=0, metadata={"help": "Never mask the first N text tokens (train to continue a prompt)."})
+    loss_weighting: str = field(
+        default="none",
+        metadata={"help": "none: mean cross-entropy over masked tokens. elbo: weight each example by "
+                  "-alpha'(t)/(1-alpha(t)) (1/t for linear), the MDLM / LLaDA bound."},
+    )
+    eval_before_training: bool = field(
+        default=True, metadata={"help": "Evaluate once before training, so the final table shows the change."}
+    )
+
+    def __post_init__(self) -> None:
+        bad = [level for level in self.mask_levels if not 0.0 < level <= 1.0]
+        if bad or not self.mask_levels:
+            raise ValueError(f"--mask-levels must be numbers in (0, 1], got {self.mask_levels}")
+        self.mask_levels = sorted(set(float(level) for level in self.mask_levels))
+        if self.rate_sampling not in ("levels", "continuous"):
+            raise ValueError(f"--rate-sampling must be 'levels' or 'continuous', got {self.rate_sampling!r}")
+        schedules.get_schedule(self.schedule)
+        if self.mask_rate_per not in ("example", "batch"):
+            raise ValueError(f"--mask-rate-per must be 'example' or 'batch', got {self.mask_rate_per!r}")
+        if self.prefix_len < 0:
+            raise ValueError(f"--prefix-len must be >= 0, got {self.prefix_len}")
+        if self.loss_weighting not in ("none", "elbo"):
+            raise ValueError(f"--loss-weighting must be 'none' or 'elbo', got {self.loss_weighting!r}")
+
+
+@dataclass
+class RunArguments:
+    quick_test: bool = field(default=False, metadata={"help": "The small offline preset (see the top of config.py)."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Delete an earlier run in --output_dir and start afresh."}
+    )
+    resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in --output_dir."})
+
+    def __post_init__(self) -> None:
+        if self.overwrite_output_dir and self.resume:
+            raise ValueError("--resume continues the run in --output_dir; --overwrite-output-dir deletes it: pick one")
+
+
+def check_cross_fields(data: DataArguments, diffusion: DiffusionArguments) -> None:
+    """Checks that span two dataclasses."""
+    # <s> + prefix + at least one maskable token + </s>
+    if data.max_length < diffusion.prefix_len + 3:
+        raise ValueError(
+            f"--max-length {data.max_length} leaves nothing to mask after --prefix-len {diffusion.prefix_len}: "
+            f"use --max-length of at least {diffusion.prefix_len + 3}"
+        )
+
+
+def _flag_names(argv: list[str]) -> set[str]:
+    """{'--max-length', ...} for the flags in argv, normalised to dashes."""
+    return {a.split("=", 1)[0].replace("_", "-") for a in argv if a.startswith("--")}
+
+
+def _drop_flags(argv: list[str], names: set[str]) -> list[str]:
+    """argv without the named flags and their values."""
+    out, skip = [], False
+    for arg in argv:
+        if skip and not arg.startswith("--"):
+            continue
+        skip = arg.startswith("--") and arg.split("=", 1)[0].replace("_", "-") in names
+        if not skip:
+            out.append(arg)
+    return out
+
+
+def parse_train_args(argv: list[str]):
+    """-> (ModelArguments, DataArguments, DiffusionArguments, RunArguments, TrainingArguments)."""
+    given = _flag_names(argv)
+    preset = QUICK_TEST_ARGS if "--quick-test" in given else FULL_ARGS
+    # --model and --model-config exclude each other: the one the user typed replaces the preset's.
+    if given & {"--model", "--model-config"}:
+        preset = _drop_flags(preset, {"--model", "--model-config"})
+    parser = HfArgumentParser((ModelArguments, DataArguments, DiffusionArguments, RunArguments, TrainingArguments))
+    model, data, diffusion, run, training = parser.parse_args_into_dataclasses(args=preset + list(argv))
+    check_cross_fields(data, diffusion)
+    return model, data, diffusion, run, training

@@ -1,0 +1,127 @@
+"""Building or loading the models and tokenizers the scripts share.
+
+Two ways to get a model, the same for both objectives:
+
+* ``from_pretrained(name_or_dir)``: a hub id (``roberta-base``, ``gpt2``) or a local folder;
+* a fresh model from a small preset config (``tiny`` / ``small``), sized for a CPU, so that
+  everything runs with no download at all.
+
+masked -> ``RobertaConfig`` / ``AutoModelForMaskedLM``; causal -> ``GPT2Config`` / ``AutoModelForCausalLM``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    GPT2Config,
+    PretrainedConfig,
+    RobertaConfig,
+)
+
+# Sizes measured on 2 CPU cores (see docs/BENCHMARKS.md). Dropout is off in "tiny": on this
+# little data a 5M model underfits, and dropout costs ~9% of a CPU step for nothing.
+MODEL_PRESETS = {
+    "tiny": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024, dropout=0.0),
+    "small": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=2048, dropout=0.1),
+}
+
+
+class ModelLoadError(Exception):
+    """A model or tokenizer that cannot be loaded; the message is meant for the terminal."""
+
+
+def _load_error(kind: str, name: str, err: Exception) -> ModelLoadError:
+    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+    if os.path.isdir(name):
+        return ModelLoadError(f"cannot load a {kind} from folder {name!r}: {first_line}")
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        return ModelLoadError(f"{kind} folder {name!r} does not exist")
+    return ModelLoadError(
+        f"cannot load {kind} {name!r} from the Hugging Face Hub ({first_line}). Offline, build a fresh model "
+        f"with --model-config tiny (or run python train.py --quick-test), or pass a local folder"
+    )
+
+
+def load_tokenizer(name_or_dir: str):
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
+    except Exception as err:  # OSError, ValueError, huggingface_hub errors...
+        raise _load_error("tokenizer", name_or_dir, err) from None
+    return tokenizer
+
+
+def _typed(config: PretrainedConfig, key: str, value: str):
+    """Cast a --config-overrides string to the type of the config's current value."""
+    if not hasattr(config, key):
+        raise ModelLoadError(f"--config-overrides: {type(config).__name__} has no field {key!r}")
+    current = getattr(config, key)
+    try:
+        if isinstance(current, bool):
+            return value.lower() in ("1", "true", "yes")
+        if isinstance(current, int):
+            return int(value)
+        if isinstance(current, float):
+            return float(value)
+    except ValueError:
+        raise ModelLoadError(f"--config-overrides: {key}={value!r} is not a {type(current).__name__}") from None
+    return value
+
+
+def build_config(objective: str, preset: str, tokenizer, max_length: int,
+                 overrides: dict[str, str] | None = None) -> PretrainedConfig:
+    """A fresh RobertaConfig (masked) or GPT2Config (causal) of the named size."""
+    p = MODEL_PRESETS[preset]
+    special = dict(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.cls_token_id,
+        eos_token_id=tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id,
+    )
+    if objective == "masked":
+        config = RobertaConfig(
+            hidden_size=p["hidden_size"], num_hidden_layers=p["num_hidden_layers"],
+            num_attention_heads=p["num_attention_heads"], intermediate_size=p["intermediate_size"],
+            hidden_dropout_prob=p["dropout"], attention_probs_dropout_prob=p["dropout"],
+            # RoBERTa numbers positions from pad_token_id + 1, so it needs 2 spare positions.
+            max_position_embeddings=max_length + 2, type_vocab_size=1, **special,
+        )
+    else:
+        config = GPT2Config(
+            n_embd=p["hidden_size"], n_layer=p["num_hidden_layers"], n_head=p["num_attention_heads"],
+            n_inner=p["intermediate_size"], resid_pdrop=p["dropout"], embd_pdrop=p["dropout"],
+            attn_pdrop=p["dropout"], n_positions=max_length, **special,
+        )
+    for key, value in (overrides or {}).items():
+        setattr(config, key, _typed(config, key, value))
+    return config
+
+
+def model_class(objective: str):
+    return AutoModelForMaskedLM if objective == "masked" else AutoModelForCausalLM
+
+
+def load_model(objective: str, name_or_dir: str):
+    """``AutoModelFor{MaskedLM,CausalLM}.from_pretrained`` with one-line errors."""
+    kind = "masked LM" if objective == "masked" else "causal LM"
+    try:
+        return model_class(objective).from_pretrained(name_or_dir)
+    except ValueError as err:
+        # AutoModel raises ValueError("Unrecognized configuration class ...") for the wrong kind of model.
+        if "Unrecognized configuration class" in str(err):
+            raise ModelLoadError(f"{name_or_dir!r} is not a {kind} (its config has no {kind} head)") from None
+        raise _load_error(kind, name_or_dir, err) from None
+    except Exception as err:
+        raise _load_error(kind, name_or_dir, err) from None
+
+
+def build_model(objective: str, preset: str, tokenizer, max_length: int, overrides: dict[str, str] | None = None):
+    config = build_config(objective, preset, tokenizer, max_length, overrides)
+    return model_class(objective).from_config(config)
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())

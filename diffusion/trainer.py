@@ -1,0 +1,286 @@
+"""``DiffusionTrainer``: transformers' Trainer with the masked-diffusion loss, logged per level.
+
+What it adds to ``Trainer`` (everything else, DDP/accelerate, checkpoints, schedulers,
+TensorBoard, is the stock Trainer):
+
+* ``compute_loss`` computes the cross-entropy at masked positions only (the head's vocabulary
+  projection runs on those positions alone, see :func:`logits_only_at`), optionally weighted by
+  the ELBO weight of each example's noise level, and accumulates the loss of every masking
+  level; ``log`` turns those sums into scalars ``loss_mask_0.1`` ... ``loss_mask_1.0``.
+* ``evaluate`` reports held-out loss and masked-token accuracy at each fixed level, with masks
+  drawn from generators seeded per batch and level, so numbers are comparable across runs,
+  batch orders and numbers of processes (:func:`evaluate_per_level`).
+* the collator's random generator is saved in every checkpoint, so ``--resume`` continues with
+  exactly the masks the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import ProgressCallback, Trainer, TrainerCallback
+
+from data_collator import VariableMaskingCollator, format_level
+
+COLLATOR_RNG_FILE = "collator_rng_{rank}.pt"
+
+
+def _unwrap(model):
+    """The HF model inside a DDP / accelerate wrapper."""
+    while hasattr(model, "module"):
+        model = model.module
+    return model
+
+
+@contextmanager
+def logits_only_at(model, positions: torch.Tensor):
+    """Make the model's vocabulary projection run only at ``positions`` ((B, L) bool).
+
+    Inside the context ``model(...).logits`` has shape (N, V), N = positions.sum(), rows in
+    row-major order of ``positions``.  The projection to the vocabulary is most of the cost of
+    a small model's head (measured +33% tokens/s on CPU, see ../shared/NOTES.md) and only
+    masked positions have a loss.  It works through a forward pre-hook on the output
+    embedding, so the call still goes through DDP's ``forward`` (gradient sync intact) and no
+    model class is changed.  Models whose head reshapes the logits afterwards are detected by
+    the caller (logits come back 3-D) and fall back to selecting from the full logits.
+    """
+    head = _unwrap(model).get_output_embeddings()
+    if head is None:
+        yield
+        return
+
+    def gather(module, args):
+        hidden = args[0]  # (B, L, H)
+        if hidden.dim() == 3 and hidden.shape[:2] == positions.shape:
+            return (hidden[positions],) + tuple(args[1:])  # (N, H)
+        return None
+
+    handle = head.register_forward_pre_hook(gather)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def masked_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Logits (N, V) at the ``masked`` positions ((B, L) bool), in row-major order."""
+    with logits_only_at(model, masked):
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    if logits.dim() == 3:  # the hook did not apply (head reshapes or has no output embedding)
+        logits = logits[masked]
+    return logits
+
+
+class DiffusionTrainer(Trainer):
+    """Trainer for the masked objective. ``data_collator`` must be a ``VariableMaskingCollator``."""
+
+    def __init__(self, *args, loss_weighting: str = "none", eval_mask_levels=None,
+                 max_eval_samples: int | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.data_collator, VariableMaskingCollator):
+            raise TypeError("DiffusionTrainer needs a VariableMaskingCollator")
+        self.loss_weighting = loss_weighting
+        self.eval_mask_levels = list(eval_mask_levels or self.data_collator.mask_levels)
+        self.max_eval_samples = max_eval_samples
+        # compute_loss returns a per-micro-batch mean; let Trainer divide by the accumulation steps.
+        self.loss_is_scaled_for_ga = False
+        n_levels = len(self.data_collator.mask_levels)
+        self._level_sums = torch.zeros(2, n_levels, dtype=torch.float64)  # [loss sum, token count]
+        self._sorted_eval_dataset = None
+
+    # ------------------------------------------------------------------ training
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs["labels"]  # (B, L), -100 where not masked
+        masked = labels != -100  # (B, L)
+        logits = masked_logits(model, inputs["input_ids"], inputs["attention_mask"], masked)  # (N, V)
+        targets = labels[masked]  # (N,)
+        token_loss = F.cross_entropy(logits.float(), targets, reduction="none")  # (N,)
+        row = masked.nonzero()[:, 0]  # (N,) which example each masked token belongs to
+
+        if token_loss.numel() == 0:  # nothing maskable in this batch: a zero that keeps the graph
+            loss = logits.sum() * 0.0
+        elif self.loss_weighting == "elbo":
+            # MDLM / LLaDA: w(t) * sum_{masked} CE / (number of maskable tokens), averaged over
+            # examples. With w = 1/t and E[#masked] = t * n this has the scale of a plain mean CE.
+            batch = labels.shape[0]
+            per_example = torch.zeros(batch, dtype=token_loss.dtype, device=token_loss.device)
+            per_example.index_add_(0, row, token_loss)
+            n_maskable = inputs["num_maskable"].to(token_loss.dtype).clamp_min(1)
+            loss = (inputs["elbo_weight"].to(token_loss.dtype) * per_example / n_maskable).mean()
+        else:
+            loss = token_loss.mean()
+
+        # Per-level bookkeeping for logging: mean CE of the masked tokens of each level.
+        with torch.no_grad():
+            level = self.data_collator.level_of(inputs["mask_rate"].double())[row]  # (N,)
+            sums = torch.zeros_like(self._level_sums, device=token_loss.device)
+            sums[0].index_add_(0, level, token_loss.detach().double())
+            sums[1].index_add_(0, level, torch.ones_like(level, dtype=torch.float64))
+            self._level_sums = self._level_sums.to(token_loss.device) + sums
+        return (loss, {"logits": logits}) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs:  # a training log: add the per-level means of this logging window
+            # Collective: Trainer calls log() on every process at a training log, so this is safe.
+            sums = self.accelerator.reduce(self._level_sums.clone(), reduction="sum").cpu()
+            for j, level in enumerate(self.data_collator.mask_levels):
+                if sums[1, j] > 0:
+                    logs[f"loss_mask_{format_level(level)}"] = round(float(sums[0, j] / sums[1, j]), 4)
+            self._level_sums.zero_()
+        super().log(logs, start_time)
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        dataset = eval_dataset if eval_dataset is not None else self._eval_subset()
+        results = evaluate_per_level(
+            self.model, dataset, self.data_collator, self.eval_mask_levels,
+            batch_size=self.args.per_device_eval_batch_size, seed=self.args.seed,
+            rank=self.args.process_index, world_size=self.args.world_size,
+            reduce=lambda t: self.accelerator.reduce(t, reduction="sum"),
+            show_progress=self.is_world_process_zero() and not self.args.disable_tqdm,
+        )
+        metrics = per_level_metrics(results, metric_key_prefix)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def _eval_subset(self):
+        """The validation set, cut to --max-eval-samples and sorted by length (once)."""
+        if self._sorted_eval_dataset is None:
+            dataset = self.eval_dataset
+            if self.max_eval_samples is not None and len(dataset) > self.max_eval_samples:
+                dataset = dataset.select(range(self.max_eval_samples))
+            # Sorting keeps the padding per batch small: unsorted batches pad to the longest
+            # sequence and made evaluation several times slower (../shared/NOTES.md).
+            self._sorted_eval_dataset = dataset.sort("length") if "length" in dataset.column_names else dataset
+        return self._sorted_eval_dataset
+
+    # ------------------------------------------------------------------ checkpoints
+    def _save_rng_state(self, output_dir: str) -> None:
+        super()._save_rng_state(output_dir)
+        path = os.path.join(output_dir, COLLATOR_RNG_FILE.format(rank=self.args.process_index))
+        torch.save(self.data_collator.generator.get_state(), path)
+
+
+def load_collator_state(collator: VariableMaskingCollator, checkpoint_dir: str, rank: int) -> bool:
+    """Restore the collator's generator from a checkpoint; False if the checkpoint has none."""
+    path = os.path.join(checkpoint_dir, COLLATOR_RNG_FILE.format(rank=rank))
+    if not os.path.exists(path):
+        return False
+    collator.generator.set_state(torch.load(path, weights_only=True))
+    return True
+
+
+@torch.no_grad()
+def evaluate_per_level(model, dataset, collator: VariableMaskingCollator, levels, batch_size: int = 64,
+                       seed: int = 0, rank: int = 0, world_size: int = 1, reduce=None,
+                       show_progress: bool = False) -> dict[float, dict[str, float]]:
+    """Held-out loss and masked-token accuracy at each masking level.
+
+    dataset: rows with ``input_ids``; batches are consecutive rows (sort by length first).
+    Batch b is evaluated by process ``b % world_size``; its masks at level j come from a
+    generator seeded with (seed, b, j), so the result does not depend on the number of
+    processes.  ``reduce`` sums a tensor over processes (identity when None).
+    Returns {level: {"loss": mean CE over masked tokens, "accuracy": ..., "tokens": count}}.
+    """
+    levels = [float(level) for level in levels]
+    eval_collators = [
+        VariableMaskingCollator(collator.tokenizer, mask_levels=(level,), prefix_len=collator.prefix_len)
+        for level in levels
+    ]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    stats = torch.zeros(len(levels), 3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    n_batches = math.ceil(len(dataset) / batch_size)
+    my_batches = [b for b in range(n_batches) if b % world_size == rank]
+    bar = tqdm(total=len(my_batches) * len(levels), desc="Evaluating per level", disable=not show_progress,
+               leave=False)
+    for b in my_batches:
+        rows = dataset[b * batch_size:(b + 1) * batch_size]["input_ids"]
+        examples = [{"input_ids": ids} for ids in rows]
+        for j, eval_collator in enumerate(eval_collators):
+            eval_collator.generator.manual_seed(seed * 1_000_003 + b * 1_009 + j)
+            batch = eval_collator(examples)
+            masked = batch["labels"] != -100
+            logits = masked_logits(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
+                                   masked.to(device))
+            targets = batch["labels"][masked].to(device)
+            stats[j, 0] += F.cross_entropy(logits.float(), targets, reduction="sum").double()
+            stats[j, 1] += (logits.argmax(dim=-1) == targets).sum()
+            stats[j, 2] += targets.numel()
+            bar.update(1)
+    bar.close()
+    if reduce is not None:
+        stats = reduce(stats)
+    model.train(was_training)
+    stats = stats.cpu()
+    return {
+        level: {
+            "loss": float(stats[j, 0] / stats[j, 2]) if stats[j, 2] else float("nan"),
+            "accuracy": float(stats[j, 1] / stats[j, 2]) if stats[j, 2] else float("nan"),
+            "tokens": int(stats[j, 2]),
+        }
+        for j, level in enumerate(levels)
+    }
+
+
+def per_level_metrics(results: dict[float, dict[str, float]], prefix: str = "eval") -> dict[str, float]:
+    """Flat metrics: eval_loss_mask_0.5, eval_acc_mask_0.5, ..., eval_loss / eval_acc (mean over levels)."""
+    metrics = {}
+    for level, r in results.items():
+        metrics[f"{prefix}_loss_mask_{format_level(level)}"] = round(r["loss"], 4)
+        metrics[f"{prefix}_acc_mask_{format_level(level)}"] = round(r["accuracy"], 4)
+    metrics[f"{prefix}_loss"] = round(sum(r["loss"] for r in results.values()) / len(results), 4)
+    metrics[f"{prefix}_acc"] = round(sum(r["accuracy"] for r in results.values()) / len(results), 4)
+    return metrics
+
+
+def format_log(logs: dict, step: int) -> str:
+    """One readable line for a Trainer log instead of a raw dict:
+
+        step    50 | loss 7.412 | lr 9.8e-04 | mask 0.1: 7.10  0.2: 7.15 ... 1.0: 7.80
+        eval evaluation at step 600 | loss 6.10 | accuracy per level 0.1: 0.150 ...
+    """
+    if "loss" in logs:
+        levels = "  ".join(f"{k[len('loss_mask_'):]}: {v:.2f}" for k, v in logs.items() if k.startswith("loss_mask_"))
+        lr = logs.get("learning_rate")
+        line = f"step {step:>6} | loss {logs['loss']:.3f}"
+        line += f" | lr {lr:.1e}" if lr is not None else ""
+        return line + (f" | mask {levels}" if levels else "")
+    if "train_runtime" in logs:
+        return (f"training done: {step} steps in {logs['train_runtime']:.0f} s, "
+                f"mean training loss {logs.get('train_loss', float('nan')):.3f}")
+    eval_keys = [k for k in logs if k.endswith("_loss")]
+    if eval_keys:  # an evaluation: eval_loss, initial_loss, ...
+        prefix = eval_keys[0][: -len("_loss")]
+        tag = f"{prefix}_acc_mask_"
+        accs = "  ".join(f"{k[len(tag):]}: {v:.3f}" for k, v in logs.items() if k.startswith(tag))
+        line = f"{prefix} evaluation at step {step} | loss {logs[prefix + '_loss']:.3f}"
+        line += f" | accuracy per level {accs}" if accs else ""
+        if f"{prefix}_perplexity" in logs:
+            line += f" | perplexity {logs[prefix + '_perplexity']:.1f}"
+        return line
+    return " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
+
+
+class CompactProgressCallback(ProgressCallback):
+    """Trainer's progress bar, with :func:`format_log` lines instead of raw dicts."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            writer = self.training_bar.write if self.training_bar is not None else print
+            writer(format_log(logs, state.global_step))
+
+
+class CompactPrinterCallback(TrainerCallback):
+    """The same lines without a progress bar (``--disable_tqdm true``, e.g. for log files)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            print(format_log(logs, state.global_step), flush=True)

@@ -1,0 +1,262 @@
+"""Train a masked LM as a text diffusion model (or a GPT-2-style baseline) with HF Trainer.
+
+    python train.py --quick-test                           # offline, ~4 min on 2 CPU cores -> results/
+    python train.py                                        # roberta-base on the bundled corpus -> results-full/
+    python train.py --model roberta-base --dataset roneneldan/TinyStories --packing --max-length 256
+    python train.py --quick-test --objective causal --output_dir results-gpt2   # the autoregressive baseline
+    python train.py --quick-test --resume                  # continue from the last checkpoint
+    torchrun --nproc_per_node 2 train.py --quick-test      # data-parallel (CPU: gloo; GPU: nccl)
+
+Data flows: data/ (text) -> diffusion/data.py (tokenise) -> data_collator.py (mask at a random
+rate) -> diffusion/trainer.py (loss per level) -> OUTPUT/final-model (+ metrics.json,
+loss_curves.png).  Every flag: ``python train.py --help`` or config.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import warnings  # noqa: E402
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# pyarrow deprecation noise from datasets' Dataset.sort, not ours to fix.
+warnings.filterwarnings("ignore", message="Specifying null_placement", category=FutureWarning)
+
+import torch  # noqa: E402
+from transformers import DataCollatorForLanguageModeling, PrinterCallback, ProgressCallback, Trainer, set_seed  # noqa: E402
+from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
+
+from config import BUNDLED_TOKENIZER, parse_train_args  # noqa: E402
+from data_collator import VariableMaskingCollator, format_level  # noqa: E402
+from diffusion.data import DataError, load_raw_datasets, tokenize_datasets  # noqa: E402
+from diffusion.modeling import ModelLoadError, build_model, count_parameters, load_model, load_tokenizer  # noqa: E402
+from diffusion.plotting import plot_loss_curves  # noqa: E402
+from diffusion.trainer import CompactPrinterCallback, CompactProgressCallback, DiffusionTrainer, load_collator_state  # noqa: E402
+
+DIFFUSION_CONFIG = "diffusion_config.json"
+# What a folder holds once a run has written to it; their presence means "a run is here".
+RUN_ARTIFACTS = ("final-model", "metrics.json", "trainer_state.json", "loss_curves.png", "runs")
+
+
+class RunError(Exception):
+    """A problem with the requested run; printed as one line."""
+
+
+def existing_run(output_dir: str) -> list[str]:
+    """Names of the run artifacts (checkpoints included) already in output_dir."""
+    if not os.path.isdir(output_dir):
+        return []
+    return sorted(n for n in os.listdir(output_dir) if n in RUN_ARTIFACTS or n.startswith("checkpoint-"))
+
+
+def check_output_dir(output_dir: str, overwrite: bool, resume: bool) -> str | None:
+    """Refuse to write over an earlier run; return the checkpoint to resume from, if any."""
+    found = existing_run(output_dir)
+    if resume:
+        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
+        if last is None:
+            raise RunError(f"--resume: no checkpoint-* folder in {output_dir!r} to resume from")
+        return last
+    if found and not overwrite:
+        shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
+        raise RunError(
+            f"{output_dir!r} already holds a run ({shown}); use --resume to continue it, "
+            f"--overwrite-output-dir to replace it, or another --output_dir"
+        )
+    return None
+
+
+def remove_run(output_dir: str) -> None:
+    for name in existing_run(output_dir):
+        path = os.path.join(output_dir, name)
+        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+
+
+def save_final_model(trainer: Trainer, output_dir: str, diffusion_config: dict) -> str:
+    """Write OUTPUT/final-model atomically: a crash mid-save never leaves a half-written model."""
+    final = os.path.join(output_dir, "final-model")
+    tmp = final + ".tmp"
+    if trainer.is_world_process_zero() and os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    trainer.save_model(tmp)  # weights (safetensors), config and tokenizer
+    if trainer.is_world_process_zero():
+        with open(os.path.join(tmp, DIFFUSION_CONFIG), "w") as f:
+            json.dump(diffusion_config, f, indent=2)
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    trainer.accelerator.wait_for_everyone()
+    return final
+
+
+def level_table(before: dict[str, float] | None, after: dict[str, float], levels, prefix_before="initial") -> str:
+    lines = ["mask level | loss before | loss after | accuracy before | accuracy after",
+             "---------- | ----------- | ---------- | --------------- | --------------"]
+    for level in levels:
+        key = format_level(level)
+        b_loss = before.get(f"{prefix_before}_loss_mask_{key}") if before else None
+        b_acc = before.get(f"{prefix_before}_acc_mask_{key}") if before else None
+        b_loss = f"{b_loss:.3f}" if b_loss is not None else "-"
+        b_acc = f"{b_acc:.3f}" if b_acc is not None else "-"
+        lines.append(f"{key:>10} | {b_loss:>11} | {after[f'eval_loss_mask_{key}']:10.3f} | "
+                     f"{b_acc:>15} | {after[f'eval_acc_mask_{key}']:14.3f}")
+    return "\n".join(lines)
+
+
+def run(argv: list[str]) -> int:
+    try:
+        model_args, data_args, diff_args, run_args, training_args = parse_train_args(argv)
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    output_dir = training_args.output_dir
+    resume_from = check_output_dir(output_dir, run_args.overwrite_output_dir, run_args.resume)
+    set_seed(training_args.seed)
+    is_main = training_args.process_index == 0
+
+    # ---- tokenizer and data ------------------------------------------------------------
+    tokenizer_source = model_args.tokenizer or model_args.model or BUNDLED_TOKENIZER
+    tokenizer = load_tokenizer(tokenizer_source)
+    if model_args.objective == "masked" and tokenizer.mask_token_id is None:
+        raise RunError(f"tokenizer {tokenizer_source!r} has no mask token; the masked objective needs one")
+    if tokenizer.pad_token_id is None:  # e.g. GPT-2's tokenizer
+        tokenizer.pad_token = tokenizer.eos_token
+    with training_args.main_process_first(desc="loading and tokenising the dataset"):
+        raw = load_raw_datasets(data_args.dataset, data_args.dataset_config, data_args.data_dir,
+                                data_args.extension_list(), data_args.validation_split_percentage)
+        data = tokenize_datasets(raw, tokenizer, data_args.text_column, data_args.max_length,
+                                 data_args.packing, data_args.preprocessing_num_workers)
+    train_set, eval_set = data["train"], data["validation"]
+    if data_args.max_train_samples is not None:
+        train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
+    if data_args.max_eval_samples is not None:
+        eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
+    eval_set = eval_set.sort("length")  # less padding per evaluation batch
+
+    # ---- model --------------------------------------------------------------------------
+    if model_args.model is not None:
+        model = load_model(model_args.objective, model_args.model)
+        source = model_args.model
+    else:
+        model = build_model(model_args.objective, model_args.model_config, tokenizer, data_args.max_length,
+                            model_args.config_overrides_dict())
+        source = f"fresh {model_args.model_config} config"
+    if model.get_input_embeddings().num_embeddings < len(tokenizer):
+        raise RunError(f"the model's vocabulary ({model.get_input_embeddings().num_embeddings}) is smaller than "
+                       f"the tokenizer's ({len(tokenizer)}); pass the model's own tokenizer with --tokenizer")
+    n_positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
+    if n_positions is not None and data_args.max_length > n_positions - (2 if model_args.objective == "masked" else 0):
+        raise RunError(f"--max-length {data_args.max_length} is longer than the model's {n_positions} positions")
+    if is_main:
+        print(f"model: {source}, {model_args.objective} objective, {count_parameters(model) / 1e6:.2f}M parameters; "
+              f"data: {len(train_set):,} training / {len(eval_set):,} held-out examples, max length {data_args.max_length}")
+
+    # ---- trainer -----------------------------------------------------------------------
+    common = dict(model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
+                  processing_class=tokenizer)
+    if model_args.objective == "masked":
+        collator = VariableMaskingCollator(
+            tokenizer, mask_levels=diff_args.mask_levels, rate_sampling=diff_args.rate_sampling,
+            schedule=diff_args.schedule, per_example=diff_args.mask_rate_per == "example",
+            prefix_len=diff_args.prefix_len, seed=training_args.seed + training_args.process_index,
+        )
+        trainer = DiffusionTrainer(data_collator=collator, loss_weighting=diff_args.loss_weighting, **common)
+    else:
+        collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
+        trainer = Trainer(data_collator=collator, **common)
+    # Replace the raw-dict log printers with one readable line per log.
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(CompactPrinterCallback if training_args.disable_tqdm else CompactProgressCallback)
+
+    # Everything is checked and loaded: only now may an earlier run be replaced.
+    if run_args.overwrite_output_dir and is_main:
+        remove_run(output_dir)
+    trainer.accelerator.wait_for_everyone()
+
+    initial_path = os.path.join(output_dir, "initial_metrics.json")
+    before = None
+    if resume_from is not None:
+        if model_args.objective == "masked" and not load_collator_state(collator, resume_from, training_args.process_index):
+            print(f"warning: {resume_from} has no collator state; masks after resuming will differ", file=sys.stderr)
+        if os.path.exists(initial_path):
+            with open(initial_path) as f:
+                before = json.load(f)
+        if is_main:
+            print(f"resuming from {resume_from}")
+    elif diff_args.eval_before_training:
+        before = add_perplexity(trainer.evaluate(metric_key_prefix="initial"), "initial")
+        if is_main:
+            os.makedirs(output_dir, exist_ok=True)
+            with open(initial_path, "w") as f:
+                json.dump(before, f, indent=2)
+
+    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    after = add_perplexity(trainer.evaluate(), "eval")
+
+    diffusion_config = {
+        "objective": model_args.objective,
+        "mask_levels": diff_args.mask_levels,
+        "rate_sampling": diff_args.rate_sampling,
+        "schedule": diff_args.schedule,
+        "mask_rate_per": diff_args.mask_rate_per,
+        "prefix_len": diff_args.prefix_len,
+        "loss_weighting": diff_args.loss_weighting,
+        "max_length": data_args.max_length,
+        "dataset": data_args.data_dir or data_args.dataset,
+        "trained_from": source,
+        "global_step": trainer.state.global_step,
+    }
+    final = save_final_model(trainer, output_dir, diffusion_config)
+    if not is_main:
+        return 0
+
+    metrics = {
+        "objective": model_args.objective,
+        "model": source,
+        "parameters": count_parameters(model),
+        "global_step": trainer.state.global_step,
+        "train_runtime_s": round(train_result.metrics.get("train_runtime", float("nan")), 1),
+        "train_loss": round(train_result.metrics.get("train_loss", float("nan")), 4),
+        "eval_examples": len(eval_set),
+        "initial": before,
+        "final": after,
+    }
+    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    plot_path = plot_loss_curves(trainer.state.log_history, os.path.join(output_dir, "loss_curves.png"))
+
+    print()
+    if model_args.objective == "masked":
+        print(f"Held-out loss and masked-token accuracy per masking level ({len(eval_set)} validation examples):")
+        print(level_table(before, after, diff_args.mask_levels))
+    else:
+        line = f"Held-out loss {after['eval_loss']:.3f}, perplexity {after['eval_perplexity']:.1f}"
+        if before:
+            line += f" (before training: {before['initial_loss']:.3f}, perplexity {before['initial_perplexity']:.1f})"
+        print(line)
+    print(f"\nfinal model: {final}\nmetrics:     {os.path.join(output_dir, 'metrics.json')}")
+    if plot_path:
+        print(f"loss curves: {plot_path}")
+    return 0
+
+
+def add_perplexity(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    """For the causal objective, exp(loss) is the perplexity people quote."""
+    if f"{prefix}_loss" in metrics and f"{prefix}_acc" not in metrics:
+        metrics[f"{prefix}_perplexity"] = round(float(torch.exp(torch.tensor(metrics[f"{prefix}_loss"]))), 2)
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        return run(sys.argv[1:] if argv is None else argv)
+    except (RunError, DataError, ModelLoadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
