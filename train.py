@@ -1,6 +1,6 @@
 """Train a masked LM as a text diffusion model (or a GPT-2-style baseline) with HF Trainer.
 
-    python train.py --quick-test                           # offline, ~4 min on 2 CPU cores -> results/
+    python train.py --quick-test                           # offline, 3.5 min on 2 CPU cores -> results/
     python train.py                                        # roberta-base on the bundled corpus -> results-full/
     python train.py --model roberta-base --dataset roneneldan/TinyStories --packing --max-length 256
     python train.py --quick-test --objective causal --output_dir results-gpt2   # the autoregressive baseline
@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import sys
-
 import warnings  # noqa: E402
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -116,26 +115,15 @@ def run(argv: list[str]) -> int:
     set_seed(training_args.seed)
     is_main = training_args.process_index == 0
 
-    # ---- tokenizer and data ------------------------------------------------------------
+    # ---- tokenizer ------------------------------------------------------------
     tokenizer_source = model_args.tokenizer or model_args.model or BUNDLED_TOKENIZER
     tokenizer = load_tokenizer(tokenizer_source)
     if model_args.objective == "masked" and tokenizer.mask_token_id is None:
         raise RunError(f"tokenizer {tokenizer_source!r} has no mask token; the masked objective needs one")
     if tokenizer.pad_token_id is None:  # e.g. GPT-2's tokenizer
         tokenizer.pad_token = tokenizer.eos_token
-    with training_args.main_process_first(desc="loading and tokenising the dataset"):
-        raw = load_raw_datasets(data_args.dataset, data_args.dataset_config, data_args.data_dir,
-                                data_args.extension_list(), data_args.validation_split_percentage)
-        data = tokenize_datasets(raw, tokenizer, data_args.text_column, data_args.max_length,
-                                 data_args.packing, data_args.preprocessing_num_workers)
-    train_set, eval_set = data["train"], data["validation"]
-    if data_args.max_train_samples is not None:
-        train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
-    if data_args.max_eval_samples is not None:
-        eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
-    eval_set = eval_set.sort("length")  # less padding per evaluation batch
 
-    # ---- model --------------------------------------------------------------------------
+    # ---- model (before the data, so that a bad --model fails fast) --------------------
     if model_args.model is not None:
         model = load_model(model_args.objective, model_args.model)
         source = model_args.model
@@ -149,6 +137,20 @@ def run(argv: list[str]) -> int:
     n_positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
     if n_positions is not None and data_args.max_length > n_positions - (2 if model_args.objective == "masked" else 0):
         raise RunError(f"--max-length {data_args.max_length} is longer than the model's {n_positions} positions")
+
+    # ---- data -------------------------------------------------------------------------
+    with training_args.main_process_first(desc="loading and tokenising the dataset"):
+        raw = load_raw_datasets(data_args.dataset, data_args.dataset_config, data_args.data_dir,
+                                data_args.extension_list(), data_args.validation_split_percentage)
+        data = tokenize_datasets(raw, tokenizer, data_args.text_column, data_args.max_length,
+                                 data_args.packing, data_args.preprocessing_num_workers)
+    train_set, eval_set = data["train"], data["validation"]
+    if data_args.max_train_samples is not None:
+        train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
+    if data_args.max_eval_samples is not None:
+        eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
+    eval_set = eval_set.sort("length")  # less padding per evaluation batch
+
     if is_main:
         print(f"model: {source}, {model_args.objective} objective, {count_parameters(model) / 1e6:.2f}M parameters; "
               f"data: {len(train_set):,} training / {len(eval_set):,} held-out examples, max length {data_args.max_length}")
@@ -218,6 +220,7 @@ def run(argv: list[str]) -> int:
         "model": source,
         "parameters": count_parameters(model),
         "global_step": trainer.state.global_step,
+        "world_size": training_args.world_size,
         "train_runtime_s": round(train_result.metrics.get("train_runtime", float("nan")), 1),
         "train_loss": round(train_result.metrics.get("train_loss", float("nan")), 4),
         "eval_examples": len(eval_set),

@@ -96,7 +96,7 @@ def write_license(path, wordnet_dir):
         # Fallback: the same text is the header of every data file ("  N text  ").
         with open(wordnet_dir / "data.noun", encoding="utf-8") as f:
             lines = [
-                re.sub(r"^\s*\d+ ?", "", l).rstrip() for l in f if l.startswith("  ")
+                re.sub(r"^\s*\d+ ?", "", line).rstrip() for line in f if line.startswith("  ")
             ]
     header = "WordNet 3.0 licence (Princeton University), as shipped in Debian's wordnet-base package.\n\n"
     path.write_text(header + "\n".join(lines).rstrip() + "\n", encoding="utf-8")

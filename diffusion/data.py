@@ -17,6 +17,8 @@ import os
 
 from datasets import DatasetDict, load_dataset
 
+from diffusion.hub import go_offline_if_unreachable
+
 REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BUNDLED_CORPORA = {
     "wordnet": {
@@ -109,6 +111,7 @@ def _split_files(files: list[str]) -> dict[str, list[str]]:
 
 def load_hub_dataset(name: str, config: str | None, cache_dir: str | None) -> DatasetDict:
     """``load_dataset(name, config)``, with a one-line message when the Hub cannot be reached."""
+    go_offline_if_unreachable()
     try:
         raw = load_dataset(name, config, cache_dir=cache_dir)
     except Exception as err:  # datasets raises many types here: ConnectionError, DatasetNotFoundError, ...

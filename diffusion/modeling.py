@@ -22,6 +22,8 @@ from transformers import (
     RobertaConfig,
 )
 
+from diffusion.hub import go_offline_if_unreachable
+
 # Sizes measured on 2 CPU cores (see docs/BENCHMARKS.md). Dropout is off in "tiny": on this
 # little data a 5M model underfits, and dropout costs ~9% of a CPU step for nothing.
 MODEL_PRESETS = {
@@ -47,6 +49,8 @@ def _load_error(kind: str, name: str, err: Exception) -> ModelLoadError:
 
 
 def load_tokenizer(name_or_dir: str):
+    if not os.path.isdir(name_or_dir):
+        go_offline_if_unreachable()
     try:
         tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
     except Exception as err:  # OSError, ValueError, huggingface_hub errors...
@@ -107,6 +111,8 @@ def model_class(objective: str):
 def load_model(objective: str, name_or_dir: str):
     """``AutoModelFor{MaskedLM,CausalLM}.from_pretrained`` with one-line errors."""
     kind = "masked LM" if objective == "masked" else "causal LM"
+    if not os.path.isdir(name_or_dir):
+        go_offline_if_unreachable()
     try:
         return model_class(objective).from_pretrained(name_or_dir)
     except ValueError as err:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import ProgressCallback, Trainer, TrainerCallback
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from data_collator import VariableMaskingCollator, format_level
 
@@ -95,6 +96,8 @@ class DiffusionTrainer(Trainer):
 
     # ------------------------------------------------------------------ training
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        if model.training:
+            self.data_collator.mark_consumed()  # for the collator state saved in checkpoints
         labels = inputs["labels"]  # (B, L), -100 where not masked
         masked = labels != -100  # (B, L)
         logits = masked_logits(model, inputs["input_ids"], inputs["attention_mask"], masked)  # (N, V)
@@ -134,6 +137,19 @@ class DiffusionTrainer(Trainer):
             self._level_sums.zero_()
         super().log(logs, start_time)
 
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset  # Trainer passes a copy without the "length" column
+        if self.args.train_sampling_strategy == "group_by_length" and "length" in getattr(dataset, "column_names", []):
+            # Stock LengthGroupedSampler shuffles with torch's global RNG when iterated, which a
+            # resumed Trainer restores only after it has fetched the first batch: the resumed run
+            # then sees another data order. A generator seeded by (seed, epoch) makes the order a
+            # function of the epoch alone, identical on every process. Lengths come from our
+            # "length" column instead of re-measuring every row.
+            return EpochSeededLengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=list(dataset["length"]), seed=self.args.data_seed or self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         dataset = eval_dataset if eval_dataset is not None else self._eval_subset()
@@ -164,7 +180,22 @@ class DiffusionTrainer(Trainer):
     def _save_rng_state(self, output_dir: str) -> None:
         super()._save_rng_state(output_dir)
         path = os.path.join(output_dir, COLLATOR_RNG_FILE.format(rank=self.args.process_index))
-        torch.save(self.data_collator.generator.get_state(), path)
+        torch.save(self.data_collator.consumed_state, path)
+
+
+class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
+    """Batches of similar length (less padding), shuffled by a generator seeded with seed + epoch."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by Trainer / accelerate at each epoch
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        self.generator.manual_seed(self.seed + self.epoch)
+        return super().__iter__()
 
 
 def load_collator_state(collator: VariableMaskingCollator, checkpoint_dir: str, rank: int) -> bool:
@@ -172,7 +203,7 @@ def load_collator_state(collator: VariableMaskingCollator, checkpoint_dir: str, 
     path = os.path.join(checkpoint_dir, COLLATOR_RNG_FILE.format(rank=rank))
     if not os.path.exists(path):
         return False
-    collator.generator.set_state(torch.load(path, weights_only=True))
+    collator.restore_state(torch.load(path, weights_only=True))
     return True
 
 

@@ -1,0 +1,63 @@
+"""Shared fixtures: the bundled tokenizer, a small local corpus, and a micro model config.
+
+Every training test uses a model of ~0.3M parameters (hidden 32, 2 layers) so that a run of a
+few steps takes seconds on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+# A micro model: the "tiny" preset shrunk further with --config-overrides.
+MICRO_MODEL = [
+    "--model-config", "tiny",
+    "--config-overrides", "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64",
+]
+MICRO_GPT2 = [
+    "--model-config", "tiny",
+    "--config-overrides", "n_embd=32,n_layer=2,n_head=2,n_inner=64",
+]
+# Fast, quiet settings shared by the training tests.
+FAST = ["--quick-test", "--disable_tqdm", "true", "--max-eval-samples", "32", "--per_device_train_batch_size", "8",
+        "--per_device_eval_batch_size", "16", "--logging_steps", "2", "--save_steps", "1000"]
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(os.path.join(REPO, "data", "tokenizer"))
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory) -> str:
+    """A 300-document jsonl file taken from the bundled validation split."""
+    path = tmp_path_factory.mktemp("corpus") / "small.jsonl"
+    with gzip.open(os.path.join(REPO, "data", "wordnet", "validation.jsonl.gz"), "rt") as src, open(path, "w") as dst:
+        for i, line in enumerate(src):
+            if i == 300:
+                break
+            dst.write(json.dumps({"text": json.loads(line)["text"], "source": "wordnet"}) + "\n")
+    return str(path)
+
+
+def run_script(args: list[str], cwd: str | None = None, env: dict | None = None, timeout: int = 300):
+    """Run a command (``python script.py ...`` from the repo root); returns CompletedProcess."""
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
+    return subprocess.run(args, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def train_in_process(argv: list[str], capsys=None) -> int:
+    """train.main(argv) in this process: faster than a subprocess for the many small runs."""
+    import train
+
+    return train.main(argv)

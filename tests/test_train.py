@@ -1,0 +1,268 @@
+"""train.py end to end: outputs, logging, reload, resume, DDP, other data sources, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import pytest
+import torch
+from conftest import FAST, MICRO_GPT2, MICRO_MODEL, run_script, train_in_process
+from PIL import Image
+
+LEVELS = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0"]
+
+
+@pytest.fixture(scope="module")
+def micro_run(tmp_path_factory, small_corpus):
+    """One micro-model run on the small corpus, shared by the tests that only read its outputs."""
+    out = str(tmp_path_factory.mktemp("runs") / "micro")
+    argv = MICRO_MODEL + FAST + ["--dataset", small_corpus, "--max_steps", "6", "--output_dir", out,
+                                 "--report_to", "tensorboard"]
+    assert train_in_process(argv) == 0
+    return out
+
+
+def test_quick_test_cli_on_bundled_corpus(tmp_path):
+    """The README's main command, cut to a few steps: exit code, printed table, files."""
+    out = tmp_path / "results"
+    proc = run_script([sys.executable, "train.py", "--quick-test", "--max_steps", "4", "--logging_steps", "2",
+                       "--max-eval-samples", "64", "--disable_tqdm", "true", "--output_dir", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "fresh tiny config, masked objective" in proc.stdout
+    assert "Held-out loss and masked-token accuracy per masking level (64 validation examples)" in proc.stdout
+    table_rows = [line for line in proc.stdout.splitlines() if line.strip().split(" |")[0].strip() in LEVELS]
+    assert len(table_rows) == 10
+    assert "step      2 | loss" in proc.stdout  # the compact per-level log line
+    final = out / "final-model"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "diffusion_config.json"):
+        assert (final / name).is_file(), name
+    assert not (out / "final-model.tmp").exists()
+    settings = json.loads((final / "diffusion_config.json").read_text())
+    assert settings["objective"] == "masked" and settings["max_length"] == 64 and settings["dataset"] == "wordnet"
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["global_step"] == 4
+    for level in LEVELS:
+        assert 0 <= metrics["final"][f"eval_acc_mask_{level}"] <= 1
+        assert metrics["final"][f"eval_loss_mask_{level}"] < metrics["initial"][f"initial_loss_mask_{level}"]
+    with Image.open(out / "loss_curves.png") as image:
+        assert image.size == (800, 500)
+
+
+def test_per_level_scalars_in_log_history(micro_run):
+    state = json.loads(open(os.path.join(micro_run, "checkpoint-6", "trainer_state.json")).read())
+    train_logs = [entry for entry in state["log_history"] if "loss" in entry]
+    assert [entry["step"] for entry in train_logs] == [2, 4, 6]
+    for entry in train_logs:
+        per_level = {k: v for k, v in entry.items() if k.startswith("loss_mask_")}
+        assert len(per_level) >= 5  # 16 examples per logging window: most levels appear
+        assert set(per_level) <= {f"loss_mask_{level}" for level in LEVELS}
+        assert all(0 < v < 20 for v in per_level.values())
+    # The evaluation before training is kept beside the run (Trainer.train resets log_history).
+    initial = json.loads(open(os.path.join(micro_run, "initial_metrics.json")).read())
+    assert {f"initial_acc_mask_{level}" for level in LEVELS} <= set(initial)
+
+
+def test_tensorboard_gets_the_per_level_scalars(micro_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    event_files = [os.path.join(root, f) for root, _, files in os.walk(micro_run) for f in files
+                   if f.startswith("events.out.tfevents")]
+    assert event_files
+    tags = set()
+    for path in event_files:
+        accumulator = EventAccumulator(path)
+        accumulator.Reload()
+        tags |= set(accumulator.Tags()["scalars"])
+    assert any(tag.endswith("loss_mask_1.0") or tag.endswith("loss_mask_0.5") for tag in tags), tags
+
+
+def test_final_model_reloads_with_identical_logits(tokenizer, small_corpus, tmp_path):
+    """Save through train.py's own save path, reload with AutoModelForMaskedLM: same logits."""
+    from transformers import AutoModelForMaskedLM, TrainingArguments
+
+    import train
+    from data_collator import VariableMaskingCollator
+    from diffusion.data import load_raw_datasets, tokenize_datasets
+    from diffusion.modeling import build_model
+    from diffusion.trainer import DiffusionTrainer
+
+    data = tokenize_datasets(load_raw_datasets(small_corpus), tokenizer, max_length=32)
+    model = build_model("masked", "tiny", tokenizer, 32, {"hidden_size": "32", "num_hidden_layers": "1",
+                                                          "num_attention_heads": "2", "intermediate_size": "64"})
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, use_cpu=True,
+                             report_to="none", save_strategy="no", disable_tqdm=True, learning_rate=1e-3)
+    trainer = DiffusionTrainer(model=model, args=args, train_dataset=data["train"], processing_class=tokenizer,
+                               data_collator=VariableMaskingCollator(tokenizer, seed=0))
+    trainer.train()
+    final = train.save_final_model(trainer, str(tmp_path), {"objective": "masked"})
+    batch = tokenizer(["a <mask> of the genus Canis.", "run: move <mask>."], padding=True, return_tensors="pt")
+    model.eval()
+    with torch.no_grad():
+        expected = model(**batch).logits
+        reloaded = AutoModelForMaskedLM.from_pretrained(final).eval()(**batch).logits
+    assert expected.shape == (2, batch["input_ids"].shape[1], len(tokenizer))
+    assert torch.equal(expected, reloaded)
+
+
+def test_fill_mask_pipeline_loads_the_final_model(micro_run):
+    from transformers import pipeline
+
+    fill = pipeline("fill-mask", model=os.path.join(micro_run, "final-model"), device="cpu")
+    predictions = fill("dog: a <mask> of the genus Canis.", top_k=5)
+    assert len(predictions) == 5
+    assert all(set(p) >= {"token_str", "score", "sequence"} for p in predictions)
+    scores = [p["score"] for p in predictions]
+    assert scores == sorted(scores, reverse=True) and sum(scores) <= 1.0 + 1e-6
+
+
+def test_resume_matches_an_uninterrupted_run(tmp_path, small_corpus):
+    """8 steps straight vs 4 steps, stop, resume to 8: the same losses (CPU, 1e-6)."""
+    common = MICRO_MODEL + FAST + ["--dataset", small_corpus, "--max_steps", "8", "--save_steps", "4",
+                                   "--logging_steps", "1"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert train_in_process(common + ["--output_dir", str(straight)]) == 0
+    resumed.mkdir()
+    shutil.copytree(straight / "checkpoint-4", resumed / "checkpoint-4")  # as if stopped after step 4
+    assert train_in_process(common + ["--output_dir", str(resumed), "--resume"]) == 0
+
+    def losses(run):
+        state = json.loads((run / "checkpoint-8" / "trainer_state.json").read_text())
+        return {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
+
+    a, b = losses(straight), losses(resumed)
+    assert sorted(b) == [1, 2, 3, 4, 5, 6, 7, 8]
+    for step in range(5, 9):
+        assert abs(a[step] - b[step]) < 1e-6, (step, a[step], b[step])
+    final_a = json.loads((straight / "metrics.json").read_text())["final"]
+    final_b = json.loads((resumed / "metrics.json").read_text())["final"]
+    assert abs(final_a["eval_loss"] - final_b["eval_loss"]) < 1e-6
+
+
+def test_two_process_ddp_on_cpu(tmp_path, small_corpus):
+    out = tmp_path / "ddp"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    proc = run_script([torchrun, "--standalone", "--nproc_per_node", "2", "train.py"] + MICRO_MODEL + FAST +
+                      ["--dataset", small_corpus, "--max_steps", "4", "--output_dir", str(out)], timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["global_step"] == 4
+    assert (out / "final-model" / "model.safetensors").is_file()
+    # one final table, printed by the main process only
+    assert proc.stdout.count("Held-out loss and masked-token accuracy") == 1
+
+
+def test_causal_objective_and_wrong_model_kind(tmp_path, small_corpus, capsys):
+    out = tmp_path / "gpt2"
+    argv = ["--objective", "causal"] + MICRO_GPT2 + FAST + ["--dataset", small_corpus, "--max_steps", "4",
+                                                              "--output_dir", str(out)]
+    assert train_in_process(argv) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["final"]["eval_perplexity"] == pytest.approx(float(torch.exp(torch.tensor(metrics["final"]["eval_loss"]))),
+                                                                rel=1e-3)
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(out / "final-model")
+    assert model.config.model_type == "gpt2"
+    assert "perplexity" in capsys.readouterr().out
+    # A causal checkpoint is refused as the start of a masked run, in one line.
+    code = train_in_process(FAST + ["--model", str(out / "final-model"), "--dataset", small_corpus,
+                                    "--max_steps", "1", "--output_dir", str(tmp_path / "x")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "is not a masked LM" in err and "\n" not in err
+
+
+def test_code_folder_dataset(tmp_path):
+    src = tmp_path / "code"
+    (src / "pkg").mkdir(parents=True)
+    (src / ".git").mkdir()
+    for i in range(12):
+        (src / "pkg" / f"m{i}.py").write_text(f"def f{i}(x):\n    return x * {i}\n")
+    (src / "notes.md").write_text("not code")
+    (src / ".git" / "hidden.py").write_text("skip me")
+    from diffusion.data import load_raw_datasets
+
+    raw = load_raw_datasets("unused", data_dir=str(src), extensions=[".py"], validation_split_percentage=20)
+    texts = list(raw["train"]["text"]) + list(raw["validation"]["text"])
+    assert len(texts) == 12 and all(t.startswith("def f") for t in texts)  # whole files, hidden dirs skipped
+    out = tmp_path / "run"
+    argv = MICRO_MODEL + FAST + ["--data-dir", str(src), "--extensions", ".py", "--max_steps", "2",
+                                 "--validation-split-percentage", "20", "--output_dir", str(out)]
+    assert train_in_process(argv) == 0
+    assert json.loads((out / "final-model" / "diffusion_config.json").read_text())["dataset"] == str(src)
+
+
+def test_local_txt_csv_and_packing(tmp_path, tokenizer):
+    from diffusion.data import load_raw_datasets, tokenize_datasets
+
+    (tmp_path / "a.txt").write_text("\n".join(f"line number {i} of the text file" for i in range(50)))
+    raw = load_raw_datasets(str(tmp_path / "a.txt"))
+    assert len(raw["train"]) + len(raw["validation"]) == 50
+    (tmp_path / "t.csv").write_text("body,label\n" + "\n".join(f"row {i} text,{i}" for i in range(40)))
+    raw = load_raw_datasets(str(tmp_path / "t.csv"), validation_split_percentage=25)
+    assert raw["train"].column_names == ["body", "label"]
+    packed = tokenize_datasets(raw, tokenizer, text_column="body", max_length=16, packing=True)
+    assert set(packed["train"]["length"]) == {16}
+    assert all(len(ids) == 16 for ids in packed["train"]["input_ids"])
+    unpacked = tokenize_datasets(raw, tokenizer, text_column="body", max_length=16)
+    assert unpacked["train"][0]["input_ids"][0] == tokenizer.bos_token_id
+    assert unpacked["train"][0]["input_ids"][-1] == tokenizer.eos_token_id
+
+
+# ---------------------------------------------------------------------------------- bad input
+def _one_line_error(capsys, argv, *needles):
+    code = train_in_process(argv)
+    captured = capsys.readouterr()
+    err = captured.err.strip()
+    assert code == 2, (code, err)
+    assert err.startswith("error: ") and "\n" not in err, err
+    assert "Traceback" not in captured.err
+    for needle in needles:
+        assert needle in err, (needle, err)
+    return err
+
+
+def test_bad_dataset_path(capsys, tmp_path):
+    _one_line_error(capsys, MICRO_MODEL + ["--dataset", "./no/such/file.jsonl", "--output_dir", str(tmp_path / "o")],
+                    "does not exist")
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_text_column_lists_columns(capsys, tmp_path, small_corpus):
+    _one_line_error(capsys, MICRO_MODEL + ["--dataset", small_corpus, "--text-column", "body",
+                                           "--output_dir", str(tmp_path / "o")], "'body'", "text, source")
+
+
+def test_max_length_too_small_for_prefix(capsys, tmp_path):
+    _one_line_error(capsys, MICRO_MODEL + ["--max-length", "8", "--prefix-len", "6", "--output_dir", str(tmp_path / "o")],
+                    "--max-length 8", "--prefix-len 6", "at least 9")
+
+
+def test_bad_flag_values(capsys, tmp_path):
+    _one_line_error(capsys, MICRO_MODEL + ["--schedule", "zigzag", "--output_dir", str(tmp_path)], "known schedules")
+    _one_line_error(capsys, MICRO_MODEL + ["--mask-levels", "0.5", "1.5", "--output_dir", str(tmp_path)], "(0, 1]")
+    _one_line_error(capsys, MICRO_MODEL + ["--resume", "--overwrite-output-dir", "--output_dir", str(tmp_path)], "pick one")
+    _one_line_error(capsys, MICRO_MODEL + ["--resume", "--output_dir", str(tmp_path / "empty")], "no checkpoint")
+
+
+def test_existing_run_is_not_overwritten(capsys, micro_run):
+    metrics = os.path.join(micro_run, "metrics.json")
+    before = open(metrics).read(), os.path.getmtime(metrics)
+    _one_line_error(capsys, MICRO_MODEL + ["--output_dir", micro_run], "already holds a run", "--resume",
+                    "--overwrite-output-dir")
+    assert (open(metrics).read(), os.path.getmtime(metrics)) == before
+
+
+def test_hub_ids_offline_name_the_alternative(tmp_path):
+    proc = run_script([sys.executable, "train.py", "--model", "roberta-base", "--output_dir", str(tmp_path / "o")])
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "roberta-base" in err[0] and "--model-config tiny" in err[0], proc.stderr
+    proc = run_script([sys.executable, "train.py", "--quick-test", "--dataset", "roneneldan/TinyStories",
+                       "--output_dir", str(tmp_path / "o")])
+    assert proc.returncode == 2
+    err = proc.stderr.strip().splitlines()
+    assert len(err) == 1 and "TinyStories" in err[0] and "--dataset wordnet" in err[0], proc.stderr
+    assert not (tmp_path / "o").exists()
