@@ -26,6 +26,9 @@ REPO_DIR = os.path.dirname(os.path.abspath(__file__))
 BUNDLED_DATASET = "wordnet"  # data/wordnet/{train,validation}.jsonl.gz
 BUNDLED_TOKENIZER = os.path.join(REPO_DIR, "data", "tokenizer")
 MODEL_CONFIG_PRESETS = ("tiny", "small")
+TRAINED_MODEL = "results/final-model"  # what --quick-test writes
+# The small pretrained masked model shipped with the repository (see models/README.md).
+BUNDLED_MASKED_MODEL = os.path.join(REPO_DIR, "models", "masked-base")
 
 # The small offline run: a tiny model on the bundled corpus, a few minutes on 2 CPU cores.
 QUICK_TEST_ARGS = [
@@ -45,6 +48,7 @@ QUICK_TEST_ARGS = [
     "--eval_strategy", "no",
     "--max-eval-samples", "1000",
     "--use_cpu",
+    "--ddp_find_unused_parameters", "false",  # every parameter is used; the search costs a graph walk
 ]
 # The full default: fine-tune roberta-base (needs the Hugging Face Hub, or a local copy).
 FULL_ARGS = [
@@ -64,6 +68,7 @@ FULL_ARGS = [
     "--save_steps", "2000",
     "--save_total_limit", "3",
     "--max-eval-samples", "2000",
+    "--ddp_find_unused_parameters", "false",
 ]
 
 
@@ -228,6 +233,80 @@ def check_cross_fields(data: DataArguments, diffusion: DiffusionArguments) -> No
             f"--max-length {data.max_length} leaves nothing to mask after --prefix-len {diffusion.prefix_len}: "
             f"use --max-length of at least {diffusion.prefix_len + 3}"
         )
+
+
+@dataclass
+class GenerateArguments:
+    """Flags of generate.py (and of the scripts built on it)."""
+
+    checkpoint: str | None = field(
+        default=None,
+        metadata={"help": f"Model folder or hub id. Default: {TRAINED_MODEL} if it exists, else the bundled model."},
+    )
+    prefix: str | None = field(default=None, metadata={"help": "Fixed text to continue (kept unchanged)."})
+    prompt: str | None = field(default=None, metadata={"help": "Same as --prefix."})
+    text: str | None = field(
+        default=None,
+        metadata={"help": "Infill template: each [MASK] is one token to generate, e.g. 'The [MASK] sat on the [MASK].'"},
+    )
+    max_length: int | None = field(
+        default=None, metadata={"help": "Tokens per sequence incl. <s> and </s>. Default: the length the model was trained at."}
+    )
+    steps: int = field(default=10, metadata={"help": "Denoising steps (forward passes; fewer with --threshold)."})
+    schedule: str = field(
+        default="linear",
+        metadata={"help": f"How many positions stay masked after each step: {', '.join(schedules.available_schedules())}."},
+    )
+    sampling: str = field(default="greedy", metadata={"help": "greedy | topk | nucleus"})
+    k: int = field(default=50, metadata={"help": "Candidates for --sampling topk."})
+    p: float = field(default=0.9, metadata={"help": "Probability mass for --sampling nucleus, in (0, 1]."})
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature (0 = greedy)."})
+    remasking: str = field(
+        default="low-confidence",
+        metadata={"help": "Which masked positions are committed each step: low-confidence (surest first) | random."},
+    )
+    refine: bool = field(
+        default=False,
+        metadata={"help": "Re-predict every generated position at every step and re-mask the least confident "
+                  "(the original recipe: committed tokens may still change)."},
+    )
+    threshold: float | None = field(
+        default=None,
+        metadata={"help": "Also commit every prediction with probability above this (parallel decoding, Fast-dLLM)."},
+    )
+    block_length: int | None = field(
+        default=None, metadata={"help": "Semi-autoregressive: unmask blocks of this many positions, left to right."}
+    )
+    num_samples: int = field(default=3, metadata={"help": "Sequences to generate (one batch)."})
+    seed: int = field(default=0, metadata={"help": "Random seed: the same seed gives the same output."})
+    show_steps: bool = field(default=False, metadata={"help": "Print every step, with the masks still visible."})
+    json: bool = field(default=False, metadata={"help": "Print machine-readable JSON (texts and the full trace)."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, mps... Default: cuda if available."})
+
+    def __post_init__(self) -> None:
+        if self.prompt is not None:
+            if self.prefix is not None and self.prefix != self.prompt:
+                raise ValueError("--prompt and --prefix are the same flag; give one")
+            self.prefix = self.prompt
+        if self.prefix is not None and self.text is not None:
+            raise ValueError("give either --prefix (continue a prompt) or --text (fill a template), not both")
+        if self.max_length is not None and self.max_length < 3:
+            raise ValueError(f"--max-length must be at least 3, got {self.max_length}")
+        if self.num_samples < 1:
+            raise ValueError(f"--num-samples must be at least 1, got {self.num_samples}")
+
+    def decode_options(self):
+        from diffusion.unmasking import DecodeOptions
+
+        return DecodeOptions(steps=self.steps, schedule=self.schedule, sampling=self.sampling, k=self.k, p=self.p,
+                             temperature=self.temperature, remasking=self.remasking, refine=self.refine,
+                             threshold=self.threshold, block_length=self.block_length, seed=self.seed)
+
+
+def parse_generate_args(argv: list[str]) -> GenerateArguments:
+    (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(args=list(argv))
+    args.decode_options()  # validates --steps, --k, --p, --temperature, ... now
+    return args
 
 
 def _flag_names(argv: list[str]) -> set[str]:
