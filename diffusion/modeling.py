@@ -131,3 +131,34 @@ def build_model(objective: str, preset: str, tokenizer, max_length: int, overrid
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def resolve_checkpoint(given: str | None, trained: str, bundled: str) -> tuple[str, str]:
+    """Which model to generate with, and how to describe that choice in one line."""
+    if given:
+        return given, "from --checkpoint"
+    if os.path.isdir(trained):
+        return trained, "your trained model (python train.py --quick-test)"
+    if os.path.isdir(bundled):
+        return bundled, "the bundled pretrained model; train your own with python train.py --quick-test"
+    raise ModelLoadError(f"no --checkpoint given and no model at {trained} or {bundled}: "
+                         f"train one with python train.py --quick-test, or pass --checkpoint DIR")
+
+
+def load_diffusion_config(checkpoint: str) -> dict:
+    """The diffusion settings train.py stores beside the weights ({} for other models)."""
+    path = os.path.join(checkpoint, "diffusion_config.json")
+    if not os.path.isfile(path):
+        return {}
+    import json
+
+    with open(path) as f:
+        return json.load(f)
+
+
+def pick_device(name: str | None):
+    import torch
+
+    if name:
+        return torch.device(name)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

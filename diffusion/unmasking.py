@@ -1,0 +1,243 @@
+"""Iterative unmasking: generation for masked diffusion models.
+
+Start with every generated position masked; at each of N steps, predict all masked positions at
+once, commit some of the predictions, and leave the rest masked for the next step.  How many stay
+masked after step k comes from the schedule core (``schedules.masked_counts``: L * (1 - alpha(t_k))
+at t_k = 1 - k/N); *which* ones are committed is the remasking rule:
+
+* ``low-confidence`` (default): commit the predictions the model is surest of, re-mask the others
+  (MaskGIT, Chang et al. 2022; LLaDA, Nie et al. 2025);
+* ``random``: commit a random subset (the reverse process of absorbing-state D3PM / MDLM);
+* ``refine``: the original RoBERTa-diffusion recipe: every step re-predicts *all* generated
+  positions and re-masks the least confident ones, so committed tokens can still change;
+* ``threshold=P``: also commit every prediction whose probability exceeds P, so confident
+  stretches are decoded in parallel and the loop may end in fewer forward passes than steps
+  (Fast-dLLM, Wu et al. 2025); at least one position is committed per step;
+* ``block_length=B``: semi-autoregressive decoding, blocks of B positions left to right, each
+  unmasked with its share of the steps (LLaDA's semi-autoregressive remasking).
+
+    prompt = build_prompt(tokenizer, prefix="A dog is", max_length=32, num_samples=4)
+    result = decode(model, tokenizer, prompt, DecodeOptions(steps=10, sampling="topk", k=50, seed=0))
+    result.texts            # 4 strings
+    result.trace[k]         # the state after step k (trace[0] is the start): ids, masked, revealed, probs
+    result.forward_passes   # model calls used
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from diffusion import schedules
+from diffusion.logits import masked_logits
+from diffusion.sampling import check_sampling_args, sample_tokens
+
+MASK_PLACEHOLDER = "[MASK]"
+REMASKING_RULES = ("low-confidence", "random")
+
+
+@dataclass
+class DecodeOptions:
+    steps: int = 10
+    schedule: str = "linear"
+    sampling: str = "greedy"
+    k: int = 50
+    p: float = 0.9
+    temperature: float = 1.0
+    remasking: str = "low-confidence"
+    refine: bool = False
+    threshold: float | None = None
+    block_length: int | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"--steps must be at least 1, got {self.steps}")
+        schedules.get_schedule(self.schedule)
+        check_sampling_args(self.sampling, self.k, self.p, self.temperature)
+        if self.remasking not in REMASKING_RULES:
+            raise ValueError(f"--remasking must be one of {', '.join(REMASKING_RULES)}, got {self.remasking!r}")
+        if self.threshold is not None:
+            if not 0.0 < self.threshold < 1.0:
+                raise ValueError(f"--threshold must lie in (0, 1), got {self.threshold}")
+            if self.refine:
+                raise ValueError("--threshold commits tokens for good; it cannot be combined with --refine")
+        if self.block_length is not None and self.block_length < 1:
+            raise ValueError(f"--block-length must be at least 1, got {self.block_length}")
+
+
+@dataclass
+class Prompt:
+    input_ids: torch.Tensor  # (B, L) long; positions to generate hold the mask id
+    generate: torch.Tensor  # (B, L) bool; True where the decoder fills in a token
+
+
+@dataclass
+class Step:
+    """The state after one step (step 0: the start). All (B, L), on the CPU."""
+
+    ids: torch.Tensor  # token ids, mask id where still masked
+    masked: torch.Tensor  # bool
+    revealed: torch.Tensor  # bool: committed in this step
+    probs: torch.Tensor  # float: the committed token's probability where revealed, else 0
+
+
+@dataclass
+class DecodeResult:
+    ids: torch.Tensor  # (B, L) final ids
+    texts: list[str]
+    trace: list[Step] = field(default_factory=list)
+    forward_passes: int = 0
+    generate: torch.Tensor | None = None  # (B, L) bool, the generated positions
+
+
+def build_prompt(tokenizer, prefix: str | None = None, text: str | None = None, max_length: int = 64,
+                 num_samples: int = 1) -> Prompt:
+    """``<s> prefix <mask> ... <mask> </s>`` of ``max_length`` tokens, or an infill template.
+
+    ``text`` is a template where each ``[MASK]`` stands for one token to generate; everything
+    else in it is kept.  ``prefix`` and ``text`` exclude each other.
+    """
+    if num_samples < 1:
+        raise ValueError(f"--num-samples must be at least 1, got {num_samples}")
+    mask_id = tokenizer.mask_token_id
+    if text is not None:
+        if prefix:
+            raise ValueError("give either --prefix (continue a prompt) or --text (fill a template), not both")
+        if MASK_PLACEHOLDER not in text and tokenizer.mask_token not in text:
+            raise ValueError(f"the --text template has no {MASK_PLACEHOLDER} to fill in")
+        ids = tokenizer(text.replace(MASK_PLACEHOLDER, tokenizer.mask_token))["input_ids"]
+    else:
+        prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+        room = max_length - 2 - len(prefix_ids)  # minus <s> and </s>
+        if room < 1:
+            raise ValueError(f"the prefix is {len(prefix_ids)} tokens long; with <s> and </s> it leaves nothing "
+                             f"to generate in --max-length {max_length}: use at least {len(prefix_ids) + 3}")
+        ids = [tokenizer.bos_token_id] + prefix_ids + [mask_id] * room + [tokenizer.eos_token_id]
+    input_ids = torch.tensor([ids] * num_samples, dtype=torch.long)
+    return Prompt(input_ids=input_ids, generate=input_ids == mask_id)
+
+
+def _blocks(generate: torch.Tensor, block_length: int | None) -> list[tuple[int, int]]:
+    """Column ranges [start, end) that hold the generated positions, left to right."""
+    columns = generate.any(dim=0).nonzero().flatten().tolist()
+    if not columns:
+        return []
+    first, last = columns[0], columns[-1] + 1
+    if block_length is None:
+        return [(first, last)]
+    return [(s, min(s + block_length, last)) for s in range(first, last, block_length)]
+
+
+def _split_steps(total: int, n_blocks: int) -> list[int]:
+    """Share ``total`` steps among blocks (at least one each)."""
+    base, extra = divmod(total, n_blocks)
+    return [max(1, base + (1 if b < extra else 0)) for b in range(n_blocks)]
+
+
+def _masked_counts(schedule: str, n_steps: int, n_positions: list[int]) -> torch.Tensor:
+    """(B, n_steps) long: how many of row b's positions are still masked after step k.
+
+    From the schedule core; a row with fewer positions than steps reveals one per step and is
+    done early (its remaining entries are 0).
+    """
+    rows = []
+    for n in n_positions:
+        row = schedules.masked_counts(schedule, min(n_steps, n), n) if n > 0 else []
+        rows.append(row + [0] * (n_steps - len(row)))
+    return torch.tensor(rows, dtype=torch.long).reshape(len(n_positions), n_steps)
+
+
+def _top_n(scores: torch.Tensor, allowed: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool: the ``n[b]`` highest ``scores`` among ``allowed`` positions of each row."""
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    rank = scores.argsort(dim=1, descending=True).argsort(dim=1)
+    return allowed & (rank < n[:, None])
+
+
+@torch.no_grad()
+def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeResult:
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(options.seed)
+    mask_id = tokenizer.mask_token_id
+    # Never draw <s>, <pad>, <unk>, <mask>; </s> is allowed: it ends the text early.
+    banned = sorted({i for i in tokenizer.all_special_ids if i != tokenizer.eos_token_id})
+
+    x = prompt.input_ids.clone().to(device)  # (B, L)
+    generate = prompt.generate.to(device)
+    x[generate] = mask_id
+    attention = torch.ones_like(x)
+    zeros_b = torch.zeros_like(x, dtype=torch.bool).cpu()
+    trace = [Step(x.cpu().clone(), (x == mask_id).cpu(), zeros_b, torch.zeros(x.shape))]
+    passes = 0
+
+    blocks = _blocks(generate, options.block_length)
+    for (start, end), block_steps in zip(blocks, _split_steps(options.steps, max(1, len(blocks))), strict=False):
+        in_block = generate.clone()
+        in_block[:, :start] = False
+        in_block[:, end:] = False
+        n_positions = in_block.sum(dim=1)  # (B,)
+        n_steps = min(block_steps, int(n_positions.max()))
+        counts = _masked_counts(options.schedule, n_steps, n_positions.tolist()).to(device)  # (B, n_steps)
+
+        for k in range(n_steps):
+            masked_now = x == mask_id
+            # Refinement re-predicts every generated position of the block, the others only masked ones.
+            predict_at = in_block if options.refine else in_block & masked_now  # (B, L)
+            if not predict_at.any():
+                break
+            logits = masked_logits(model, x, attention, predict_at)  # (N, V)
+            passes += 1
+            tokens, probs = sample_tokens(logits, options.sampling, options.k, options.p, options.temperature,
+                                          generator, banned)
+            prediction = x.clone()
+            prediction[predict_at] = tokens
+            confidence = torch.zeros(x.shape, device=device)
+            confidence[predict_at] = probs
+            # The order in which positions get committed: surest first, or random.
+            if options.remasking == "low-confidence":
+                order = confidence
+            else:
+                order = torch.rand(x.shape, generator=generator, device=device)
+
+            if options.refine:
+                # Keep counts[k] of the block's positions masked: the least preferred ones.
+                n_keep = in_block.sum(dim=1) - counts[:, k]
+                keep = _top_n(order, in_block, n_keep)
+                new_x = torch.where(keep, prediction, torch.where(in_block, torch.full_like(x, mask_id), x))
+            else:
+                n_commit = (masked_now & in_block).sum(dim=1) - counts[:, k]
+                commit = _top_n(order, predict_at, n_commit.clamp_min(0))
+                if options.threshold is not None:
+                    commit |= predict_at & (confidence > options.threshold)
+                    # at least one position per step for every row that still has masks
+                    best = _top_n(confidence, predict_at, torch.ones_like(n_commit))
+                    none = ~commit.any(dim=1, keepdim=True)
+                    commit |= best & none
+                new_x = torch.where(commit, prediction, x)
+
+            revealed = masked_now & (new_x != mask_id)
+            x = new_x
+            trace.append(Step(x.cpu().clone(), (x == mask_id).cpu(), revealed.cpu(),
+                              torch.where(revealed, confidence, torch.zeros_like(confidence)).cpu()))
+            if options.threshold is not None and not (in_block & (x == mask_id)).any():
+                break  # this block is done early: the saving of parallel decoding
+
+    assert not (generate & (x == mask_id)).any(), "decoding left masks behind"
+    texts = [decode_text(tokenizer, row) for row in x.cpu().tolist()]
+    return DecodeResult(ids=x.cpu(), texts=texts, trace=trace, forward_passes=passes, generate=prompt.generate)
+
+
+def decode_text(tokenizer, ids: list[int]) -> str:
+    """Text of one sequence: everything after the first </s> is dropped, special tokens removed."""
+    body = ids[1:] if ids and ids[0] == tokenizer.bos_token_id else ids
+    if tokenizer.eos_token_id in body:
+        body = body[: body.index(tokenizer.eos_token_id)]
+    return tokenizer.decode(body, skip_special_tokens=True).strip()
+
+
+def token_strings(tokenizer, ids: list[int]) -> list[str]:
+    """Each id as the text it adds (' word', 'ing', '</s>'), so tokens can be shown one by one."""
+    return [tokenizer.decode([i]) for i in ids]

@@ -1,0 +1,250 @@
+"""generate.py and the decoder behind it: invariants of iterative unmasking, CLI, bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+from conftest import run_script
+
+import generate
+from diffusion.modeling import build_model
+from diffusion.sampling import sample_tokens
+from diffusion.unmasking import DecodeOptions, build_prompt, decode, decode_text
+
+MICRO = {"hidden_size": "32", "num_hidden_layers": "2", "num_attention_heads": "2", "intermediate_size": "64"}
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, tokenizer):
+    """An untrained micro RoBERTa saved like train.py's final model (the decoder's mechanics do
+    not need a good model; the seeded random weights make its choices varied)."""
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "final-model"
+    model = build_model("masked", "tiny", tokenizer, 32, MICRO)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "diffusion_config.json").write_text(json.dumps({"objective": "masked", "max_length": 32}))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def model(checkpoint):
+    from transformers import AutoModelForMaskedLM
+
+    return AutoModelForMaskedLM.from_pretrained(checkpoint).eval()
+
+
+def run(model, tokenizer, prefix=None, text=None, max_length=24, num_samples=3, **options):
+    prompt = build_prompt(tokenizer, prefix=prefix, text=text, max_length=max_length, num_samples=num_samples)
+    return prompt, decode(model, tokenizer, prompt, DecodeOptions(**options))
+
+
+ALL_MODES = [
+    dict(steps=5),
+    dict(steps=7, schedule="cosine", sampling="topk", k=5),
+    dict(steps=4, schedule="exponential", sampling="nucleus", p=0.8, temperature=0.7),
+    dict(steps=6, remasking="random", sampling="topk", k=20),
+    dict(steps=6, refine=True),
+    dict(steps=8, threshold=0.5),
+    dict(steps=6, block_length=5),
+]
+
+
+@pytest.mark.parametrize("options", ALL_MODES)
+def test_prefix_kept_and_nothing_left_masked(model, tokenizer, options):
+    prompt, result = run(model, tokenizer, prefix="dog: a domestic", **options)
+    fixed = ~prompt.generate
+    for step in result.trace:
+        assert torch.equal(step.ids[fixed], prompt.input_ids[fixed])  # prefix, <s>, </s> never change
+    assert not (result.ids == tokenizer.mask_token_id).any()
+    assert all(text.startswith("dog: a domestic") for text in result.texts)
+    assert result.forward_passes <= options["steps"]
+    banned = torch.tensor([i for i in tokenizer.all_special_ids if i != tokenizer.eos_token_id])
+    assert not torch.isin(result.ids[prompt.generate], banned).any()  # no <s>, <pad>, <unk>, <mask> drawn
+
+
+@pytest.mark.parametrize("options", ALL_MODES)
+def test_infill_text_never_changes(model, tokenizer, options):
+    template = "dog: a [MASK] [MASK] of the genus Canis that has been [MASK] by man."
+    prompt, result = run(model, tokenizer, text=template, **options)
+    assert int(prompt.generate[0].sum()) == 3
+    fixed = ~prompt.generate
+    assert torch.equal(result.ids[fixed], prompt.input_ids[fixed])
+    assert not (result.ids == tokenizer.mask_token_id).any()
+    for text in result.texts:
+        assert text.startswith("dog: a") and "of the genus Canis that has been" in text
+
+
+def test_trace_follows_the_schedule(model, tokenizer):
+    prompt, result = run(model, tokenizer, max_length=22, steps=5, num_samples=2)  # 20 generated positions
+    assert len(result.trace) == 6 and result.forward_passes == 5
+    still_masked = [int(step.masked[0].sum()) for step in result.trace]
+    assert still_masked == [20, 16, 12, 8, 4, 0]  # linear: 4 per step
+    for before, after in zip(result.trace, result.trace[1:], strict=False):
+        assert torch.equal(after.revealed, before.masked & ~after.masked)
+        assert torch.all(after.probs[after.revealed] > 0) and torch.all(after.probs[~after.revealed] == 0)
+        # committed tokens stay (no --refine)
+        kept = ~before.masked
+        assert torch.equal(after.ids[kept], before.ids[kept])
+
+
+def test_low_confidence_commits_the_most_probable(model, tokenizer):
+    _, result = run(model, tokenizer, max_length=22, steps=5, num_samples=1)
+    first = result.trace[1]
+    assert first.revealed.sum() == 4
+    # every committed probability is at least as high as the model's best guess elsewhere at step 1:
+    # re-run step 1 and compare against the uncommitted positions' top probabilities
+    prompt = build_prompt(tokenizer, max_length=22)
+    with torch.no_grad():
+        probs = torch.softmax(model(input_ids=prompt.input_ids).logits.float(), -1)
+    banned = [i for i in tokenizer.all_special_ids if i != tokenizer.eos_token_id]
+    probs[..., banned] = 0
+    top = probs.max(-1).values[0]
+    committed = first.revealed[0]
+    assert top[committed].min() >= top[prompt.generate[0] & ~committed].max() - 1e-6
+
+
+def test_same_seed_same_output_other_seed_differs(model, tokenizer):
+    a = run(model, tokenizer, steps=5, sampling="topk", k=50, seed=1)[1]
+    b = run(model, tokenizer, steps=5, sampling="topk", k=50, seed=1)[1]
+    c = run(model, tokenizer, steps=5, sampling="topk", k=50, seed=2)[1]
+    assert torch.equal(a.ids, b.ids) and a.texts == b.texts
+    assert not torch.equal(a.ids, c.ids)
+
+
+def test_topk_with_k1_equals_greedy(model, tokenizer):
+    greedy = run(model, tokenizer, steps=5, sampling="greedy")[1]
+    top1 = run(model, tokenizer, steps=5, sampling="topk", k=1, seed=123)[1]
+    assert torch.equal(greedy.ids, top1.ids)
+
+
+@pytest.mark.parametrize("threshold", [1e-6, 0.3, 0.9, 0.999])
+def test_threshold_never_uses_more_passes_than_steps(model, tokenizer, threshold):
+    _, result = run(model, tokenizer, steps=10, threshold=threshold, max_length=30)
+    assert 1 <= result.forward_passes <= 10
+    assert len(result.trace) == result.forward_passes + 1
+    assert not (result.ids == tokenizer.mask_token_id).any()
+    if threshold == 1e-6:
+        assert result.forward_passes == 1  # everything clears the bar at once
+
+
+def test_blocks_unmask_left_to_right(model, tokenizer):
+    prompt, result = run(model, tokenizer, max_length=22, steps=4, block_length=10, num_samples=1)
+    gen_cols = prompt.generate[0].nonzero().flatten()
+    first_block, second_block = gen_cols[:10], gen_cols[10:]
+    for step in result.trace[1:3]:  # the first block's two steps
+        assert step.masked[0, second_block].all()
+    assert not result.trace[2].masked[0, first_block].any()
+    assert not result.trace[-1].masked.any()
+
+
+def test_refine_can_change_committed_tokens_and_follows_counts(model, tokenizer):
+    _, result = run(model, tokenizer, max_length=22, steps=5, refine=True, sampling="topk", k=50, num_samples=4)
+    assert [int(s.masked[0].sum()) for s in result.trace] == [20, 16, 12, 8, 4, 0]
+    changed = any(
+        bool(((~before.masked) & (~after.masked) & (before.ids != after.ids)).any())
+        for before, after in zip(result.trace[1:], result.trace[2:], strict=False)
+    )
+    assert changed  # with sampling, re-predicted tokens differ somewhere
+
+
+def test_text_after_first_eos_is_dropped(tokenizer):
+    ids = [tokenizer.bos_token_id] + tokenizer("a dog", add_special_tokens=False)["input_ids"]
+    ids += [tokenizer.eos_token_id] + tokenizer(" barks", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    assert decode_text(tokenizer, ids) == "a dog"
+
+
+def test_sample_tokens_rules():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([[0.0, 5.0, 4.0, 1.0, -1.0]] * 200)
+    greedy, probs = sample_tokens(logits, "greedy")
+    assert greedy.eq(1).all() and torch.allclose(probs, torch.softmax(logits, -1)[:, 1])
+    top2, _ = sample_tokens(logits, "topk", k=2, generator=g)
+    assert set(top2.tolist()) == {1, 2}
+    nucleus, _ = sample_tokens(logits, "nucleus", p=0.5, generator=g)
+    assert nucleus.eq(1).all()  # token 1 alone holds > 50% of the mass
+    banned, _ = sample_tokens(logits, "topk", k=2, generator=g, banned_ids=[1])
+    assert set(banned.tolist()) == {2, 3}
+    cold, _ = sample_tokens(logits, "nucleus", p=1.0, temperature=0.0, generator=g)
+    assert cold.eq(1).all()
+    for bad in (dict(k=0), dict(p=0.0), dict(p=1.5), dict(temperature=-1.0), dict(method="beam")):
+        with pytest.raises(ValueError):
+            sample_tokens(logits, **{"method": "topk", **bad})
+
+
+# ------------------------------------------------------------------------------- the CLI
+def test_cli_prints_samples_and_json(checkpoint):
+    proc = run_script([sys.executable, "generate.py", "--checkpoint", checkpoint, "--num-samples", "2",
+                       "--steps", "4", "--show-steps"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"model: {checkpoint} (from --checkpoint)" in proc.stdout
+    assert "[1] " in proc.stdout and "[2] " in proc.stdout and "[3] " not in proc.stdout
+    assert "step   0: [MASK] [MASK]" in proc.stdout
+    assert "4 forward passes" in proc.stdout
+    proc = run_script([sys.executable, "generate.py", "--checkpoint", checkpoint, "--json", "--steps", "4",
+                       "--num-samples", "2", "--prefix", "dog:", "--threshold", "0.9"])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)
+    assert len(data["samples"]) == 2 and data["forward_passes"] <= 4
+    steps = data["samples"][0]["steps"]
+    assert len(steps) == data["forward_passes"] + 1
+    masked0 = steps[0]["masked"]
+    assert steps[0]["tokens"][0] == "<s>" and steps[0]["tokens"][-1] == "</s>"
+    assert not masked0[0] and not masked0[1] and masked0[-2] and not masked0[-1]  # <s> prefix ... masks </s>
+    assert masked0 == sorted(masked0[:-1]) + [False]  # prefix first, then only masks
+    assert not any(steps[-1]["masked"]) and data["samples"][0]["text"].startswith("dog:")
+    assert len(steps[-1]["ids"]) == 32  # max length from diffusion_config.json
+
+
+SEED_COMMANDS = [  # the generate commands of the original README, run from a folder with results/final-model
+    ["--checkpoint", "results/final-model"],
+    ["--schedule", "linear"], ["--schedule", "cosine"], ["--schedule", "exponential"],
+    ["--sampling", "greedy"], ["--sampling", "topk", "--k", "50"], ["--sampling", "nucleus", "--p", "0.9"],
+    ["--temperature", "0.7"],
+]
+
+
+@pytest.mark.parametrize("argv", SEED_COMMANDS, ids=lambda a: " ".join(a))
+def test_original_readme_commands(argv, checkpoint, tmp_path, monkeypatch, capsys):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "final-model").symlink_to(checkpoint)
+    monkeypatch.chdir(tmp_path)
+    assert generate.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "model: results/final-model" in out
+    assert all(f"[{i}] " in out for i in (1, 2, 3))
+
+
+def _error(capsys, argv, *needles):
+    code = generate.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and err.startswith("error: ") and "\n" not in err, err
+    for needle in needles:
+        assert needle in err, (needle, err)
+
+
+def test_bad_inputs(checkpoint, tmp_path, capsys, tokenizer, monkeypatch):
+    c = ["--checkpoint", checkpoint]
+    _error(capsys, ["--checkpoint", str(tmp_path / "nope")], "does not exist")
+    (tmp_path / "empty").mkdir()
+    _error(capsys, ["--checkpoint", str(tmp_path / "empty")], "cannot load")
+    gpt2 = tmp_path / "gpt2"
+    build_model("causal", "tiny", tokenizer, 32, {"n_embd": "32", "n_layer": "1", "n_head": "2"}).save_pretrained(gpt2)
+    tokenizer.save_pretrained(gpt2)
+    capsys.readouterr()  # drop save_pretrained's progress bar
+    _error(capsys, ["--checkpoint", str(gpt2)], "is not a masked LM")
+    _error(capsys, c + ["--sampling", "nucleus", "--p", "1.5"], "--p must lie in (0, 1]")
+    _error(capsys, c + ["--p", "0"], "--p must lie in (0, 1]")
+    _error(capsys, c + ["--k", "0"], "--k must be at least 1")
+    _error(capsys, c + ["--temperature", "-0.5"], "--temperature must be >= 0")
+    _error(capsys, c + ["--steps", "0"], "--steps must be at least 1")
+    _error(capsys, c + ["--schedule", "zigzag"], "known schedules: linear")
+    _error(capsys, c + ["--prefix", "a b c d e f g h i j", "--max-length", "8"], "leaves nothing to generate")
+    _error(capsys, c + ["--text", "no placeholder here"], "has no [MASK]")
+    _error(capsys, c + ["--max-length", "500"], "longer than the 32 positions")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(generate, "BUNDLED_MASKED_MODEL", str(tmp_path / "no-bundle"))
+    _error(capsys, [], "no --checkpoint given", "python train.py --quick-test")
