@@ -33,11 +33,17 @@ from data_collator import VariableMaskingCollator, format_level  # noqa: E402
 from diffusion.data import DataError, load_raw_datasets, tokenize_datasets  # noqa: E402
 from diffusion.modeling import ModelLoadError, build_model, count_parameters, load_model, load_tokenizer  # noqa: E402
 from diffusion.plotting import plot_loss_curves  # noqa: E402
-from diffusion.trainer import CompactPrinterCallback, CompactProgressCallback, DiffusionTrainer, load_collator_state  # noqa: E402
+from diffusion.trainer import (  # noqa: E402
+    CompactPrinterCallback,
+    CompactProgressCallback,
+    DiffusionTrainer,
+    LengthGroupedTrainer,
+    load_collator_state,
+)  # noqa: E402
 
 DIFFUSION_CONFIG = "diffusion_config.json"
 # What a folder holds once a run has written to it; their presence means "a run is here".
-RUN_ARTIFACTS = ("final-model", "metrics.json", "trainer_state.json", "loss_curves.png", "runs")
+RUN_ARTIFACTS = ("final-model", "metrics.json", "initial_metrics.json", "trainer_state.json", "loss_curves.png", "runs")
 
 
 class RunError(Exception):
@@ -167,7 +173,7 @@ def run(argv: list[str]) -> int:
         trainer = DiffusionTrainer(data_collator=collator, loss_weighting=diff_args.loss_weighting, **common)
     else:
         collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
-        trainer = Trainer(data_collator=collator, **common)
+        trainer = LengthGroupedTrainer(data_collator=collator, **common)
     # Replace the raw-dict log printers with one readable line per log.
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)

@@ -31,7 +31,24 @@ from diffusion.logits import masked_logits
 COLLATOR_RNG_FILE = "collator_rng_{rank}.pt"
 
 
-class DiffusionTrainer(Trainer):
+class LengthGroupedTrainer(Trainer):
+    """Trainer whose ``group_by_length`` order is reproducible across ``--resume`` (both objectives)."""
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset  # Trainer passes a copy without the "length" column
+        if self.args.train_sampling_strategy == "group_by_length" and "length" in getattr(dataset, "column_names", []):
+            # Stock LengthGroupedSampler shuffles with torch's global RNG when iterated, which a
+            # resumed Trainer restores only after it has fetched the first batch: the resumed run
+            # then sees another data order. A generator seeded by (seed, epoch) makes the order a
+            # function of the epoch alone, identical on every process. Lengths come from our
+            # "length" column instead of re-measuring every row.
+            return EpochSeededLengthGroupedSampler(
+                self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                lengths=list(dataset["length"]), seed=self.args.data_seed or self.args.seed)
+        return super()._get_train_sampler(train_dataset)
+
+
+class DiffusionTrainer(LengthGroupedTrainer):
     """Trainer for the masked objective. ``data_collator`` must be a ``VariableMaskingCollator``."""
 
     def __init__(self, *args, loss_weighting: str = "none", eval_mask_levels=None,
@@ -90,19 +107,6 @@ class DiffusionTrainer(Trainer):
                     logs[f"loss_mask_{format_level(level)}"] = round(float(sums[0, j] / sums[1, j]), 4)
             self._level_sums.zero_()
         super().log(logs, start_time)
-
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = self.train_dataset  # Trainer passes a copy without the "length" column
-        if self.args.train_sampling_strategy == "group_by_length" and "length" in getattr(dataset, "column_names", []):
-            # Stock LengthGroupedSampler shuffles with torch's global RNG when iterated, which a
-            # resumed Trainer restores only after it has fetched the first batch: the resumed run
-            # then sees another data order. A generator seeded by (seed, epoch) makes the order a
-            # function of the epoch alone, identical on every process. Lengths come from our
-            # "length" column instead of re-measuring every row.
-            return EpochSeededLengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                lengths=list(dataset["length"]), seed=self.args.data_seed or self.args.seed)
-        return super()._get_train_sampler(train_dataset)
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
