@@ -309,6 +309,42 @@ def parse_generate_args(argv: list[str]) -> GenerateArguments:
     return args
 
 
+@dataclass
+class VisualizeArguments(GenerateArguments):
+    """Flags of visualize_generation.py: every decoding flag of generate.py, plus the pictures'."""
+
+    num_samples: int = field(default=1, metadata={"help": "Always 1: the animation follows one sequence."})
+    show_steps: bool = field(default=False, metadata={"help": "Also print every step in the terminal."})
+    json: bool = field(default=False, metadata={"help": "Not here: the trace goes to animation_data.js (generate.py --json)."})
+    frame_ms: int = field(
+        default=800, metadata={"help": "Milliseconds per frame in the GIF and the viewer (the last frame stays 3x)."}
+    )
+    output: str = field(
+        default=".",
+        metadata={"help": "Folder for text_diffusion_animation.gif, visualization_frames/ and animation_data.js."},
+    )
+    width: int = field(default=960, metadata={"help": "Frame width in pixels (the height follows the text)."})
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_samples != 1:
+            raise ValueError(f"the animation follows one sequence: --num-samples must be 1, got {self.num_samples} "
+                             "(generate.py --num-samples N --show-steps prints several)")
+        if self.json:
+            raise ValueError("--json is generate.py's; visualize_generation.py writes the same trace to animation_data.js")
+        # GIF delays are in 1/100 s, and browsers play delays under 20 ms as 100 ms.
+        if self.frame_ms < 20:
+            raise ValueError(f"--frame-ms must be at least 20, got {self.frame_ms}")
+        if self.width < 480:
+            raise ValueError(f"--width must be at least 480 pixels, got {self.width}")
+
+
+def parse_visualize_args(argv: list[str]) -> VisualizeArguments:
+    (args,) = HfArgumentParser(VisualizeArguments).parse_args_into_dataclasses(args=list(argv))
+    args.decode_options()  # validates --steps, --k, --p, --temperature, ... now
+    return args
+
+
 def _flag_names(argv: list[str]) -> set[str]:
     """{'--max-length', ...} for the flags in argv, normalised to dashes."""
     return {a.split("=", 1)[0].replace("_", "-") for a in argv if a.startswith("--")}

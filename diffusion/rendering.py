@@ -1,0 +1,261 @@
+"""Pictures of generation: one PNG frame per decoding step, and the animated GIF.
+
+    pieces = step_pieces(tokens, masked, revealed, kinds)      # one trace step -> what to draw
+    frames = render_frames([pieces_0, pieces_1, ...], header="greedy, linear, 10 steps")
+    save_gif(frames, "text_diffusion_animation.gif", frame_ms=800)
+
+A frame shows, top to bottom: "Step k / N", a blue bar with the share of generated positions
+revealed so far, the text wrapped to the frame (prompt tokens light blue, still-masked positions
+grey ``[MASK]``, tokens revealed in this step green with a sparkle, earlier ones white), and a
+legend.  Every frame of an animation has the same size: the height is that of the step that
+needs the most lines, so the GIF does not jump.
+
+The font is DejaVu Sans from matplotlib's own data folder, so frames look the same on every
+machine (Pillow's built-in bitmap font has no sizes, and system fonts differ).  The sparkle is
+drawn as a shape because the emoji (U+2728) is in no font matplotlib ships.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import cache
+
+from PIL import Image, ImageDraw, ImageFont
+
+MASK_TEXT = "[MASK]"
+# position kinds (also the viewer's CSS classes, see view_animation.html)
+MASK, NEW, REVEALED, PREFIX = "mask", "new", "revealed", "prefix"
+
+BACKGROUND = (24, 26, 33)
+COLORS = {
+    PREFIX: (125, 211, 252),  # light blue: the prompt, never changed by the decoder
+    REVEALED: (240, 240, 240),  # white: committed in an earlier step
+    NEW: (74, 222, 128),  # green: committed in this step
+    MASK: (120, 126, 138),  # grey: still masked
+}
+NEW_BACKGROUND = (22, 78, 44)
+TITLE_COLOR = (250, 250, 250)
+MUTED = (160, 166, 178)
+BAR_FILL = (59, 130, 246)  # blue progress bar
+BAR_TRACK = (55, 60, 72)
+LEGEND = [(PREFIX, "prompt (fixed)"), (NEW, "revealed in this step"), (REVEALED, "revealed earlier"),
+          (MASK, "still masked")]
+
+
+@dataclass
+class Piece:
+    """One position as drawn: its text (no leading space), kind, and whether a space goes before it."""
+
+    text: str
+    kind: str
+    space_before: bool
+
+
+def step_pieces(tokens: list[str], masked: list[bool], revealed: list[bool], kinds: list[str]) -> list[Piece]:
+    """One trace step -> the pieces to draw.
+
+    tokens: the step's token strings (``token_strings``: ' word', 'ing', ...); kinds: per position
+    'special' (not drawn: the template's <s> and </s>), 'prefix' (fixed text) or 'generated'.
+    A byte-level BPE token that starts with a space begins a new word; a [MASK] is always a word
+    of its own, so the token after it gets a space too.
+    """
+    pieces: list[Piece] = []
+    after_mask = False
+    for token, is_masked, is_new, kind in zip(tokens, masked, revealed, kinds, strict=True):
+        if kind == "special":
+            continue
+        if is_masked:
+            pieces.append(Piece(MASK_TEXT, MASK, True))
+            after_mask = True
+            continue
+        # control characters would break the line layout; show a newline as a return arrow
+        text = token.replace("\r", "").replace("\n", " \u21b5 ").replace("\t", " ")
+        space = text.startswith(" ") or after_mask or not pieces
+        text = text.strip() or "\u00b7"  # a token of only spaces still needs a visible mark
+        pieces.append(Piece(text, PREFIX if kind == "prefix" else NEW if is_new else REVEALED, space))
+        after_mask = False
+    return pieces
+
+
+@cache
+def font(size: int, bold: bool = False) -> ImageFont.FreeTypeFont:
+    import matplotlib
+
+    name = "DejaVuSans-Bold.ttf" if bold else "DejaVuSans.ttf"
+    return ImageFont.truetype(os.path.join(matplotlib.get_data_path(), "fonts", "ttf", name), size)
+
+
+@dataclass
+class Style:
+    width: int = 960
+    margin: int = 36
+    title_size: int = 28
+    text_size: int = 21
+    small_size: int = 15
+    line_height: int = 36  # text_size * ~1.7: room above each line for the sparkle
+    bar_height: int = 14
+
+
+def layout(pieces: list[Piece], style: Style) -> list[list[tuple[Piece, float]]]:
+    """Wrap the pieces into lines no wider than the text column: [[(piece, x), ...], ...].
+
+    Lines break between words; a word wider than a whole line breaks between its tokens.
+    """
+    f = font(style.text_size)
+    space = f.getlength(" ")
+    max_width = style.width - 2 * style.margin
+    words: list[list[Piece]] = []
+    for piece in pieces:
+        if piece.space_before or not words:
+            words.append([piece])
+        else:
+            words[-1].append(piece)
+    lines: list[list[tuple[Piece, float]]] = [[]]
+    x = 0.0
+    for word in words:
+        widths = [f.getlength(p.text) for p in word]
+        start = x + (space if lines[-1] else 0.0)
+        if lines[-1] and start + sum(widths) > max_width:
+            lines.append([])
+            start = 0.0
+        x = start
+        for piece, w in zip(word, widths, strict=True):
+            if lines[-1] and x + w > max_width:  # only for a word longer than a line
+                lines.append([])
+                x = 0.0
+            lines[-1].append((piece, x))
+            x += w
+    return lines
+
+
+def _header_height(style: Style) -> int:
+    # title, the percentage line, the progress bar, a gap before the text
+    return style.margin + style.title_size + 14 + style.small_size + 16 + style.bar_height + 28
+
+
+def _legend_rows(style: Style) -> list[list[tuple[str, str, float]]]:
+    """The legend entries (kind, label, x) in rows that fit the width (one row at the default width)."""
+    small = font(style.small_size)
+    rows: list[list[tuple[str, str, float]]] = [[]]
+    x = 0.0
+    for kind, label in LEGEND:
+        w = small.getlength(MASK_TEXT if kind == MASK else "word") + 10 + small.getlength(label)
+        if rows[-1] and x + w > style.width - 2 * style.margin:
+            rows.append([])
+            x = 0.0
+        rows[-1].append((kind, label, x))
+        x += w + 28
+    return rows
+
+
+def _legend_height(style: Style) -> int:
+    return 28 + len(_legend_rows(style)) * (style.small_size + 14) + style.margin
+
+
+def frame_height(n_lines: int, style: Style) -> int:
+    return _header_height(style) + max(1, n_lines) * style.line_height + _legend_height(style)
+
+
+def _sparkle(draw: ImageDraw.ImageDraw, cx: float, cy: float, r: float, color) -> None:
+    """A four-pointed star (the sparkle of the original animation, drawn since no font has it)."""
+    inner = r * 0.28
+    points = [(cx, cy - r), (cx + inner, cy - inner), (cx + r, cy), (cx + inner, cy + inner),
+              (cx, cy + r), (cx - inner, cy + inner), (cx - r, cy), (cx - inner, cy - inner)]
+    draw.polygon(points, fill=color)
+
+
+def _draw_line(draw: ImageDraw.ImageDraw, line: list[tuple[Piece, float]], x0: float, y: float, style: Style) -> None:
+    """One wrapped line; a run of new tokens inside one word ('.', '..') shares one green box and sparkle."""
+    f = font(style.text_size)
+    runs: list[tuple[float, float]] = []  # (left, right) of each run of new pieces
+    for piece, x in line:
+        if piece.kind != NEW:
+            continue
+        left, right = x0 + x, x0 + x + f.getlength(piece.text)
+        if runs and not piece.space_before and abs(runs[-1][1] - left) < 0.5:
+            runs[-1] = (runs[-1][0], right)
+        else:
+            runs.append((left, right))
+    for left, right in runs:
+        draw.rounded_rectangle((left - 2, y - 2, right + 2, y + style.text_size + 5), radius=5, fill=NEW_BACKGROUND)
+        _sparkle(draw, right + 2, y - 5, 6, COLORS[NEW])
+    for piece, x in line:
+        draw.text((x0 + x, y), piece.text, font=f, fill=COLORS[piece.kind])
+
+
+def render_frame(pieces: list[Piece], step: int, n_steps: int, header: str = "", height: int | None = None,
+                 style: Style | None = None) -> Image.Image:
+    """One step as an RGB image of ``style.width`` x ``height`` (default: as tall as this step needs)."""
+    style = style or Style()
+    lines = layout(pieces, style)
+    height = height or frame_height(len(lines), style)
+    image = Image.new("RGB", (style.width, height), BACKGROUND)
+    draw = ImageDraw.Draw(image)
+    m, small = style.margin, font(style.small_size)
+
+    y = m
+    draw.text((m, y), f"Step {step} / {n_steps}", font=font(style.title_size, bold=True), fill=TITLE_COLOR)
+    if header:
+        baseline = y + font(style.title_size, bold=True).getmetrics()[0]  # level with the title's baseline
+        draw.text((style.width - m, baseline), header, font=small, fill=MUTED, anchor="rs")
+    y += style.title_size + 14
+
+    # The bar: the share of generated positions revealed so far (it follows the schedule, not the step count).
+    generated = [p for p in pieces if p.kind != PREFIX]
+    n_masked = sum(p.kind == MASK for p in generated)
+    revealed_share = 1.0 - n_masked / len(generated) if generated else 1.0
+    masked_pct = round(100 * (1 - revealed_share))
+    label = (f"{masked_pct}% masked \u00b7 {100 - masked_pct}% revealed  "
+             f"({len(generated) - n_masked} of {len(generated)} positions)")
+    draw.text((m, y), label, font=small, fill=MUTED)
+    y += style.small_size + 16
+    bar_right = style.width - m
+    draw.rounded_rectangle((m, y, bar_right, y + style.bar_height), radius=style.bar_height // 2, fill=BAR_TRACK)
+    if revealed_share > 0:
+        right = m + max(style.bar_height, (bar_right - m) * revealed_share)
+        draw.rounded_rectangle((m, y, right, y + style.bar_height), radius=style.bar_height // 2, fill=BAR_FILL)
+
+    y = _header_height(style)
+    for line in lines:
+        _draw_line(draw, line, m, y + (style.line_height - style.text_size) // 2, style)
+        y += style.line_height
+
+    _draw_legend(draw, height - _legend_height(style) + 28, style)
+    return image
+
+
+def _draw_legend(draw: ImageDraw.ImageDraw, y: float, style: Style) -> None:
+    small = font(style.small_size)
+    for row in _legend_rows(style):
+        for kind, label, x in row:
+            x += style.margin
+            sample = MASK_TEXT if kind == MASK else "word"
+            w = small.getlength(sample)
+            if kind == NEW:
+                draw.rounded_rectangle((x - 3, y - 2, x + w + 3, y + style.small_size + 4), radius=4, fill=NEW_BACKGROUND)
+                _sparkle(draw, x + w + 2, y - 3, 5, COLORS[NEW])
+            draw.text((x, y), sample, font=small, fill=COLORS[kind])
+            draw.text((x + w + 10, y), label, font=small, fill=MUTED)
+        y += style.small_size + 14
+
+
+def render_frames(steps: list[list[Piece]], header: str = "", style: Style | None = None) -> list[Image.Image]:
+    """Every step of one trace, all frames as tall as the step that needs the most lines."""
+    style = style or Style()
+    n_lines = max(len(layout(pieces, style)) for pieces in steps)
+    height = frame_height(n_lines, style)
+    return [render_frame(pieces, k, len(steps) - 1, header, height, style) for k, pieces in enumerate(steps)]
+
+
+def save_gif(frames: list[Image.Image], path: str, frame_ms: int = 800, hold_last: int = 3) -> None:
+    """An endlessly looping GIF, every frame ``frame_ms`` long, the last held ``hold_last`` times longer.
+
+    GIF stores delays in hundredths of a second, so ``frame_ms`` is rounded to 10 ms.  Each frame
+    gets its own palette from Pillow's quantiser (the frames have few colours: a dark background,
+    five text colours and their anti-aliasing).
+    """
+    durations = [frame_ms] * (len(frames) - 1) + [frame_ms * hold_last]
+    first, *rest = frames
+    # disposal 1 (leave the frame in place): Pillow then stores only the region that changed
+    first.save(path, save_all=True, append_images=rest, duration=durations, loop=0, disposal=1, optimize=False)
