@@ -50,6 +50,24 @@ def small_corpus(tmp_path_factory) -> str:
     return str(path)
 
 
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory, tokenizer):
+    """An untrained micro RoBERTa (32 positions) saved like train.py's final model. The decoder's
+    and the renderer's mechanics need no good model; the seeded random weights vary its choices."""
+    import torch
+
+    from diffusion.modeling import build_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "final-model"
+    model = build_model("masked", "tiny", tokenizer, 32, {"hidden_size": "32", "num_hidden_layers": "2",
+                                                          "num_attention_heads": "2", "intermediate_size": "64"})
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    (path / "diffusion_config.json").write_text(json.dumps({"objective": "masked", "max_length": 32}))
+    return str(path)
+
+
 def run_script(args: list[str], cwd: str | None = None, env: dict | None = None, timeout: int = 300):
     """Run a command (``python script.py ...`` from the repo root); returns CompletedProcess."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}

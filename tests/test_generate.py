@@ -14,21 +14,6 @@ from diffusion.modeling import build_model
 from diffusion.sampling import sample_tokens
 from diffusion.unmasking import DecodeOptions, build_prompt, decode, decode_text
 
-MICRO = {"hidden_size": "32", "num_hidden_layers": "2", "num_attention_heads": "2", "intermediate_size": "64"}
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory, tokenizer):
-    """An untrained micro RoBERTa saved like train.py's final model (the decoder's mechanics do
-    not need a good model; the seeded random weights make its choices varied)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "final-model"
-    model = build_model("masked", "tiny", tokenizer, 32, MICRO)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    (path / "diffusion_config.json").write_text(json.dumps({"objective": "masked", "max_length": 32}))
-    return str(path)
-
 
 @pytest.fixture(scope="session")
 def model(checkpoint):

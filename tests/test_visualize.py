@@ -11,32 +11,17 @@ import sys
 import time
 
 import pytest
-import torch
 from conftest import REPO, run_script
 from PIL import Image
 
 import generate
 import visualize_generation
 from diffusion import rendering
-from diffusion.modeling import build_model
 
-MICRO = {"hidden_size": "32", "num_hidden_layers": "2", "num_attention_heads": "2", "intermediate_size": "64"}
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 # The flags of the shared run: 22 generated positions, top-k so the micro model's choices vary.
 FLAGS = ["--prefix", "dog:", "--max-length", "24", "--steps", "6", "--sampling", "topk", "--k", "20", "--seed", "3"]
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory, tokenizer):
-    """An untrained micro RoBERTa saved like train.py's final model (as in test_generate.py)."""
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("ckpt") / "final-model"
-    model = build_model("masked", "tiny", tokenizer, 32, MICRO)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    (path / "diffusion_config.json").write_text(json.dumps({"objective": "masked", "max_length": 32}))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
