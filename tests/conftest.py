@@ -74,7 +74,7 @@ def run_script(args: list[str], cwd: str | None = None, env: dict | None = None,
     return subprocess.run(args, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 
-def train_in_process(argv: list[str], capsys=None) -> int:
+def train_in_process(argv: list[str]) -> int:
     """train.main(argv) in this process: faster than a subprocess for the many small runs."""
     import train
 
