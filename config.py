@@ -29,18 +29,22 @@ MODEL_CONFIG_PRESETS = ("tiny", "small")
 TRAINED_MODEL = "results/final-model"  # what --quick-test writes
 # The small pretrained masked model shipped with the repository (see models/README.md).
 BUNDLED_MASKED_MODEL = os.path.join(REPO_DIR, "models", "masked-base")
+# Its autoregressive baseline: GPT-2 architecture, same tokenizer, data and budget (models/causal-base/README.md).
+BUNDLED_CAUSAL_MODEL = os.path.join(REPO_DIR, "models", "causal-base")
 
-# The small offline run: a tiny model on the bundled corpus, a few minutes on 2 CPU cores.
+# The small offline run, a few minutes on 2 CPU cores: fine-tune the bundled pretrained base
+# (models/masked-base, made by train.py itself, see its README.md) with variable masking.
 QUICK_TEST_ARGS = [
-    "--model-config", "tiny",
+    "--model", BUNDLED_MASKED_MODEL,
     "--output_dir", "results",
     "--max-length", "64",
     "--per_device_train_batch_size", "64",
     "--per_device_eval_batch_size", "128",
     "--train_sampling_strategy", "group_by_length",
-    "--learning_rate", "1e-3",
+    "--learning_rate", "3e-4",
     "--warmup_steps", "0.05",
     "--weight_decay", "0.01",
+    "--adam_beta2", "0.98",
     "--max_steps", "500",
     "--logging_steps", "50",
     "--save_steps", "250",
@@ -49,6 +53,14 @@ QUICK_TEST_ARGS = [
     "--max-eval-samples", "1000",
     "--use_cpu",
     "--ddp_find_unused_parameters", "false",  # every parameter is used; the search costs a graph walk
+]
+# --quick-test --from-scratch, and --quick-test while no bundled base exists: a fresh tiny RoBERTa
+# trained for the same 500 steps, to see what a few CPU minutes give without pretraining (the
+# unigram plateau: word frequencies only). A fresh model wants the larger learning rate.
+QUICK_TEST_FROM_SCRATCH_ARGS = [
+    "--model-config", "tiny",
+    *[arg for arg in QUICK_TEST_ARGS[2:] if arg not in ("--adam_beta2", "0.98")],
+    "--learning_rate", "1e-3",  # later flags win
 ]
 # The full default: fine-tune roberta-base (needs the Hugging Face Hub, or a local copy).
 FULL_ARGS = [
@@ -93,6 +105,19 @@ class ModelArguments:
         default=None,
         metadata={"help": "Override preset config fields, e.g. 'hidden_size=64,num_hidden_layers=2'."},
     )
+    sinusoidal_positions: bool = field(
+        default=False,
+        metadata={"help": "With --model-config: start the (still learned) position embeddings from the sinusoids of "
+                  "Vaswani et al. 2017 instead of random vectors. Neighbouring positions are then one rotation "
+                  "apart, so attention to the next or previous token is easy to learn; from a random table an "
+                  "encoder can spend thousands of steps attending uniformly (measured: models/masked-base/README.md)."},
+    )
+    pre_layer_norm: bool = field(
+        default=False,
+        metadata={"help": "With --model-config and --objective masked: build RoBERTa with the layer norm before "
+                  "each sublayer (RobertaPreLayerNorm, fairseq's --encoder-normalize-before). It trains stably "
+                  "at a higher learning rate from scratch (Xiong et al. 2020); the bundled base uses it."},
+    )
     tokenizer: str | None = field(
         default=None,
         metadata={"help": "Tokenizer id or folder. Default: the --model's own, else the bundled data/tokenizer."},
@@ -107,6 +132,10 @@ class ModelArguments:
             raise ValueError("give either --model (load weights) or --model-config (fresh model), not both")
         if self.model is None and self.model_config is None:
             raise ValueError("no model: give --model NAME_OR_DIR or --model-config tiny|small")
+        if self.sinusoidal_positions and self.model_config is None:
+            raise ValueError("--sinusoidal-positions only applies to a fresh model (--model-config)")
+        if self.pre_layer_norm and (self.model_config is None or self.objective != "masked"):
+            raise ValueError("--pre-layer-norm only applies to a fresh masked model (--model-config, --objective masked)")
         if self.config_overrides is not None:
             if self.model_config is None:
                 raise ValueError("--config-overrides only applies with --model-config")
@@ -174,6 +203,11 @@ class DiffusionArguments:
         default_factory=lambda: list(DEFAULT_MASK_LEVELS),
         metadata={"help": "Masking levels drawn in training and reported in evaluation, each in (0, 1]."},
     )
+    eval_mask_levels: list[float] | None = field(
+        default=None,
+        metadata={"help": "Levels reported in evaluation, if not --mask-levels: e.g. train at 0.15 as BERT/RoBERTa "
+                  "do and still see the loss at every level from 0.1 to 1.0."},
+    )
     rate_sampling: str = field(
         default="levels",
         metadata={"help": "levels: draw the mask rate from --mask-levels. continuous: t ~ U[eps, 1], rate = 1 - alpha(t)."},
@@ -201,6 +235,10 @@ class DiffusionArguments:
         if bad or not self.mask_levels:
             raise ValueError(f"--mask-levels must be numbers in (0, 1], got {self.mask_levels}")
         self.mask_levels = sorted(set(float(level) for level in self.mask_levels))
+        if self.eval_mask_levels is not None:
+            if not self.eval_mask_levels or any(not 0.0 < level <= 1.0 for level in self.eval_mask_levels):
+                raise ValueError(f"--eval-mask-levels must be numbers in (0, 1], got {self.eval_mask_levels}")
+            self.eval_mask_levels = sorted(set(float(level) for level in self.eval_mask_levels))
         if self.rate_sampling not in ("levels", "continuous"):
             raise ValueError(f"--rate-sampling must be 'levels' or 'continuous', got {self.rate_sampling!r}")
         schedules.get_schedule(self.schedule)
@@ -214,13 +252,24 @@ class DiffusionArguments:
 
 @dataclass
 class RunArguments:
-    quick_test: bool = field(default=False, metadata={"help": "The small offline preset (see the top of config.py)."})
+    quick_test: bool = field(
+        default=False,
+        metadata={"help": "The small offline preset: fine-tune the bundled base models/masked-base on the bundled "
+                  "corpus for 500 steps -> results/ (see the top of config.py)."},
+    )
+    from_scratch: bool = field(
+        default=False,
+        metadata={"help": "With --quick-test: start from a random init of the same architecture instead of the "
+                  "bundled base, to see what a few CPU minutes learn without pretraining."},
+    )
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Delete an earlier run in --output_dir and start afresh."}
     )
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in --output_dir."})
 
     def __post_init__(self) -> None:
+        if self.from_scratch and not self.quick_test:
+            raise ValueError("--from-scratch changes the --quick-test preset; give both, or use --model-config tiny")
         if self.overwrite_output_dir and self.resume:
             raise ValueError("--resume continues the run in --output_dir; --overwrite-output-dir deletes it: pick one")
 
@@ -362,14 +411,41 @@ def _drop_flags(argv: list[str], names: set[str]) -> list[str]:
     return out
 
 
+def _flag_value(argv: list[str], name: str) -> str | None:
+    """The value of ``--name VALUE`` or ``--name=VALUE`` in argv (the last one wins), else None."""
+    value = None
+    for i, arg in enumerate(argv):
+        flag, sep, inline = arg.partition("=")
+        if flag.replace("_", "-") == name:
+            value = inline if sep else (argv[i + 1] if i + 1 < len(argv) else None)
+    return value
+
+
 def parse_train_args(argv: list[str]):
     """-> (ModelArguments, DataArguments, DiffusionArguments, RunArguments, TrainingArguments)."""
     given = _flag_names(argv)
-    preset = QUICK_TEST_ARGS if "--quick-test" in given else FULL_ARGS
+    note = None
+    if "--quick-test" in given:
+        causal = _flag_value(argv, "--objective") == "causal"
+        base = BUNDLED_CAUSAL_MODEL if causal else BUNDLED_MASKED_MODEL
+        # A fresh --model-config is a from-scratch run too (a larger learning rate suits it).
+        from_scratch = bool(given & {"--from-scratch", "--model-config"})
+        if not from_scratch and not os.path.isdir(base) and "--model" not in given:
+            note = f"note: no bundled base at {base}; the quick test trains from scratch instead"
+            from_scratch = True
+        if from_scratch:
+            preset = QUICK_TEST_FROM_SCRATCH_ARGS
+        else:
+            # The autoregressive quick test fine-tunes the bundled GPT-2-style baseline instead.
+            preset = [base if arg == BUNDLED_MASKED_MODEL else arg for arg in QUICK_TEST_ARGS]
+    else:
+        preset = FULL_ARGS
     # --model and --model-config exclude each other: the one the user typed replaces the preset's.
     if given & {"--model", "--model-config"}:
-        preset = _drop_flags(preset, {"--model", "--model-config"})
+        preset = _drop_flags(preset, {"--model", "--model-config", "--pre-layer-norm"})
     parser = HfArgumentParser((ModelArguments, DataArguments, DiffusionArguments, RunArguments, TrainingArguments))
     model, data, diffusion, run, training = parser.parse_args_into_dataclasses(args=preset + list(argv))
     check_cross_fields(data, diffusion)
+    run.note = note  # printed by train.py with the model line, once everything has loaded
     return model, data, diffusion, run, training
+

@@ -1,9 +1,10 @@
 """Train a masked LM as a text diffusion model (or a GPT-2-style baseline) with HF Trainer.
 
-    python train.py --quick-test                           # offline, 3.5 min on 2 CPU cores -> results/
+    python train.py --quick-test                           # fine-tune the bundled base, offline, minutes -> results/
+    python train.py --quick-test --from-scratch            # the same from a random init (learns word frequencies)
     python train.py                                        # roberta-base on the bundled corpus -> results-full/
     python train.py --model roberta-base --dataset roneneldan/TinyStories --packing --max-length 256
-    python train.py --quick-test --objective causal --output_dir results-gpt2   # the autoregressive baseline
+    python train.py --quick-test --objective causal --output_dir results-gpt2   # fine-tune the bundled GPT-2 baseline
     python train.py --quick-test --resume                  # continue from the last checkpoint
     torchrun --nproc_per_node 2 train.py --quick-test      # data-parallel (CPU: gloo; GPU: nccl)
 
@@ -135,8 +136,10 @@ def run(argv: list[str]) -> int:
         source = model_args.model
     else:
         model = build_model(model_args.objective, model_args.model_config, tokenizer, data_args.max_length,
-                            model_args.config_overrides_dict())
-        source = f"fresh {model_args.model_config} config"
+                            model_args.config_overrides_dict(), pre_layer_norm=model_args.pre_layer_norm,
+                            sinusoidal_positions=model_args.sinusoidal_positions)
+        source = (f"fresh {model_args.model_config}{' pre-layer-norm' if model_args.pre_layer_norm else ''}"
+                  f"{' sinusoid-initialised' if model_args.sinusoidal_positions else ''} config")
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         raise RunError(f"the model's vocabulary ({model.get_input_embeddings().num_embeddings}) is smaller than "
                        f"the tokenizer's ({len(tokenizer)}); pass the model's own tokenizer with --tokenizer")
@@ -158,6 +161,8 @@ def run(argv: list[str]) -> int:
     eval_set = eval_set.sort("length")  # less padding per evaluation batch
 
     if is_main:
+        if run_args.note:
+            print(run_args.note)
         print(f"model: {source}, {model_args.objective} objective, {count_parameters(model) / 1e6:.2f}M parameters; "
               f"data: {len(train_set):,} training / {len(eval_set):,} held-out examples, max length {data_args.max_length}")
 
@@ -170,7 +175,8 @@ def run(argv: list[str]) -> int:
             schedule=diff_args.schedule, per_example=diff_args.mask_rate_per == "example",
             prefix_len=diff_args.prefix_len, seed=training_args.seed + training_args.process_index,
         )
-        trainer = DiffusionTrainer(data_collator=collator, loss_weighting=diff_args.loss_weighting, **common)
+        trainer = DiffusionTrainer(data_collator=collator, loss_weighting=diff_args.loss_weighting,
+                                   eval_mask_levels=diff_args.eval_mask_levels, **common)
     else:
         collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
         trainer = LengthGroupedTrainer(data_collator=collator, **common)
@@ -240,7 +246,7 @@ def run(argv: list[str]) -> int:
     print()
     if model_args.objective == "masked":
         print(f"Held-out loss and masked-token accuracy per masking level ({len(eval_set)} validation examples):")
-        print(level_table(before, after, diff_args.mask_levels))
+        print(level_table(before, after, diff_args.eval_mask_levels or diff_args.mask_levels))
     else:
         line = f"Held-out loss {after['eval_loss']:.3f}, perplexity {after['eval_perplexity']:.1f}"
         if before:

@@ -11,8 +11,10 @@ masked -> ``RobertaConfig`` / ``AutoModelForMaskedLM``; causal -> ``GPT2Config``
 
 from __future__ import annotations
 
+import math
 import os
 
+import torch
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
@@ -20,6 +22,7 @@ from transformers import (
     GPT2Config,
     PretrainedConfig,
     RobertaConfig,
+    RobertaPreLayerNormConfig,
 )
 
 from diffusion.hub import go_offline_if_unreachable
@@ -76,8 +79,13 @@ def _typed(config: PretrainedConfig, key: str, value: str):
 
 
 def build_config(objective: str, preset: str, tokenizer, max_length: int,
-                 overrides: dict[str, str] | None = None) -> PretrainedConfig:
-    """A fresh RobertaConfig (masked) or GPT2Config (causal) of the named size."""
+                 overrides: dict[str, str] | None = None, pre_layer_norm: bool = False) -> PretrainedConfig:
+    """A fresh RobertaConfig (masked) or GPT2Config (causal) of the named size.
+
+    ``pre_layer_norm`` picks RobertaPreLayerNormConfig: the same encoder with the layer norm
+    moved before each sublayer, which keeps gradients well scaled at a high learning rate
+    from scratch (Xiong et al. 2020, "On Layer Normalization in the Transformer Architecture").
+    """
     p = MODEL_PRESETS[preset]
     special = dict(
         vocab_size=len(tokenizer),
@@ -86,7 +94,7 @@ def build_config(objective: str, preset: str, tokenizer, max_length: int,
         eos_token_id=tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id,
     )
     if objective == "masked":
-        config = RobertaConfig(
+        config = (RobertaPreLayerNormConfig if pre_layer_norm else RobertaConfig)(
             hidden_size=p["hidden_size"], num_hidden_layers=p["num_hidden_layers"],
             num_attention_heads=p["num_attention_heads"], intermediate_size=p["intermediate_size"],
             hidden_dropout_prob=p["dropout"], attention_probs_dropout_prob=p["dropout"],
@@ -124,9 +132,45 @@ def load_model(objective: str, name_or_dir: str):
         raise _load_error(kind, name_or_dir, err) from None
 
 
-def build_model(objective: str, preset: str, tokenizer, max_length: int, overrides: dict[str, str] | None = None):
-    config = build_config(objective, preset, tokenizer, max_length, overrides)
-    return model_class(objective).from_config(config)
+def build_model(objective: str, preset: str, tokenizer, max_length: int, overrides: dict[str, str] | None = None,
+                pre_layer_norm: bool = False, sinusoidal_positions: bool = False):
+    config = build_config(objective, preset, tokenizer, max_length, overrides, pre_layer_norm)
+    model = model_class(objective).from_config(config)
+    if sinusoidal_positions:
+        init_sinusoidal_positions(model)
+    return model
+
+
+def sinusoids(n_positions: int, dim: int) -> torch.Tensor:
+    """(n_positions, dim) table of Vaswani et al. 2017: sin/cos pairs at geometric frequencies.
+
+    Row p+1 is row p rotated pair by pair, so "the previous/next position" is one fixed linear map
+    for every p: attention can learn it with one matrix instead of one pattern per position.
+    """
+    position = torch.arange(n_positions, dtype=torch.float64)[:, None]  # (P, 1)
+    frequency = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, dtype=torch.float64) / dim)  # (dim/2,)
+    table = torch.zeros(n_positions, dim, dtype=torch.float64)
+    table[:, 0::2] = torch.sin(position * frequency)
+    table[:, 1::2] = torch.cos(position * frequency[: dim // 2])
+    return table
+
+
+@torch.no_grad()
+def init_sinusoidal_positions(model) -> None:
+    """Overwrite the learned position table with sinusoids of the same scale as its random init.
+
+    RoBERTa numbers positions from padding_idx + 1, so its rows are shifted; a shift does not
+    matter, since only differences between positions carry the structure.
+    """
+    base = model.base_model
+    embedding = base.embeddings.position_embeddings if hasattr(base, "embeddings") else base.wpe  # RoBERTa / GPT-2
+    weight = embedding.weight  # (P, H)
+    table = sinusoids(weight.shape[0], weight.shape[1])
+    # Sinusoid entries have std 1/sqrt(2); rescale to the std of the random init (initializer_range).
+    scale = model.config.initializer_range / table.std()
+    weight.copy_((table * scale).to(weight.dtype))
+    if embedding.padding_idx is not None:  # RoBERTa's padding position stays zero, as in its own init
+        weight[embedding.padding_idx].zero_()
 
 
 def count_parameters(model) -> int:

@@ -31,7 +31,9 @@ def test_quick_test_cli_on_bundled_corpus(tmp_path):
     proc = run_script([sys.executable, "train.py", "--quick-test", "--max_steps", "4", "--logging_steps", "2",
                        "--max-eval-samples", "64", "--disable_tqdm", "true", "--output_dir", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # No bundled base in this checkout yet (models/masked-base): the quick test trains from scratch.
     assert "fresh tiny config, masked objective" in proc.stdout
+    assert "note: no bundled base at" in proc.stdout
     assert "Held-out loss and masked-token accuracy per masking level (64 validation examples)" in proc.stdout
     table_rows = [line for line in proc.stdout.splitlines() if line.strip().split(" |")[0].strip() in LEVELS]
     assert len(table_rows) == 10
@@ -245,6 +247,37 @@ def test_bad_flag_values(capsys, tmp_path):
     _one_line_error(capsys, MICRO_MODEL + ["--mask-levels", "0.5", "1.5", "--output_dir", str(tmp_path)], "(0, 1]")
     _one_line_error(capsys, MICRO_MODEL + ["--resume", "--overwrite-output-dir", "--output_dir", str(tmp_path)], "pick one")
     _one_line_error(capsys, MICRO_MODEL + ["--resume", "--output_dir", str(tmp_path / "empty")], "no checkpoint")
+    _one_line_error(capsys, MICRO_MODEL + ["--eval-mask-levels", "0", "--output_dir", str(tmp_path)], "--eval-mask-levels")
+    _one_line_error(capsys, ["--model", "x", "--sinusoidal-positions", "--output_dir", str(tmp_path)], "fresh model")
+    _one_line_error(capsys, MICRO_GPT2 + ["--objective", "causal", "--pre-layer-norm", "--output_dir", str(tmp_path)],
+                    "fresh masked model")
+    _one_line_error(capsys, MICRO_MODEL + ["--from-scratch", "--output_dir", str(tmp_path)], "--quick-test")
+
+
+def test_pre_layer_norm_and_sinusoidal_positions(tokenizer):
+    from diffusion.modeling import build_model
+
+    masked = build_model("masked", "tiny", tokenizer, 64, pre_layer_norm=True, sinusoidal_positions=True)
+    causal = build_model("causal", "tiny", tokenizer, 64, sinusoidal_positions=True)
+    assert type(masked).__name__ == "RobertaPreLayerNormForMaskedLM"
+    for table, first in ((masked.base_model.embeddings.position_embeddings.weight, 2), (causal.transformer.wpe.weight, 0)):
+        table = table.detach().double()[first:]  # RoBERTa's rows 0-1 are before its first position
+        assert table.std().item() == pytest.approx(0.02, rel=0.05)  # the scale of the random init
+        # Sinusoids: the dot product of two positions depends only on their distance.
+        for distance in (1, 3):
+            dots = (table[:-distance] * table[distance:]).sum(-1)
+            assert dots.std() < 1e-3 * dots.abs().mean()
+    assert masked.base_model.embeddings.position_embeddings.weight[1].abs().sum() == 0  # the padding position
+
+
+def test_eval_mask_levels_are_reported_instead_of_the_training_levels(tmp_path, small_corpus):
+    out = tmp_path / "mlm15"
+    argv = MICRO_MODEL + FAST + ["--dataset", small_corpus, "--max_steps", "2", "--mask-levels", "0.15",
+                                 "--eval-mask-levels", "0.1", "0.5", "1.0", "--output_dir", str(out)]
+    assert train_in_process(argv) == 0
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    assert {k for k in final if k.startswith("eval_acc_mask_")} == {f"eval_acc_mask_{x}" for x in ("0.1", "0.5", "1.0")}
+    assert json.loads((out / "final-model" / "diffusion_config.json").read_text())["mask_levels"] == [0.15]
 
 
 def test_existing_run_is_not_overwritten(capsys, micro_run):
