@@ -1,0 +1,220 @@
+"""Turn a finished train.py run into a bundled model folder with a measured model card.
+
+    python models/bundle_model.py RUN_DIR models/masked-base --command "python train.py ..."
+    python models/bundle_model.py RUN_DIR models/causal-base --command "python train.py --objective causal ..."
+
+What it does, in order:
+
+1. loads ``RUN_DIR/final-model`` (the objective comes from its ``diffusion_config.json``);
+2. stores the weights as float16 safetensors (half the size) while the config keeps
+   ``dtype: float32``, so ``from_pretrained`` hands out a float32 model that runs anywhere;
+3. measures the *stored* weights on the whole held-out split of the bundled corpus:
+   per-level masked-token loss and accuracy (masked) or per-token perplexity (causal);
+4. writes ``README.md`` (the model card) with the command, data, steps, tokens seen, wall
+   time, machine and those numbers, and ``card.json`` with the same numbers for tests.
+
+The output folder is written next to its final place and renamed at the end, so an
+interrupted run never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from config import BUNDLED_DATASET  # noqa: E402
+from data_collator import DEFAULT_MASK_LEVELS, VariableMaskingCollator, format_level, pad_input_ids  # noqa: E402
+from diffusion.data import load_raw_datasets, tokenize_datasets  # noqa: E402
+from diffusion.modeling import count_parameters, load_diffusion_config, load_model, load_tokenizer  # noqa: E402
+from diffusion.trainer import evaluate_per_level  # noqa: E402
+
+
+def machine_line() -> str:
+    """'AMD EPYC, 2 cores, torch 2.13.0+cpu' -- the machine the numbers were measured on."""
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+@torch.no_grad()
+def causal_perplexity(model, dataset, pad_id: int, batch_size: int = 64) -> dict[str, float]:
+    """Token-weighted held-out NLL of a causal LM: every token after <s> is predicted once."""
+    model.eval()
+    total, count = 0.0, 0
+    for start in range(0, len(dataset), batch_size):
+        rows = dataset[start:start + batch_size]["input_ids"]
+        ids, attention = pad_input_ids([{"input_ids": r} for r in rows], pad_id)  # (B, L), (B, L)
+        logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1]  # (B, L-1, V)
+        targets = ids[:, 1:].masked_fill(attention[:, 1:] == 0, -100)  # (B, L-1)
+        total += F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum",
+                                 ignore_index=-100).item()
+        count += int((targets != -100).sum())
+    loss = total / count
+    return {"loss": round(loss, 4), "perplexity": round(math.exp(loss), 2), "tokens": count}
+
+
+def measure(model, tokenizer, objective: str, max_length: int, max_examples: int | None = None) -> dict:
+    raw = load_raw_datasets(BUNDLED_DATASET)
+    validation = tokenize_datasets(raw, tokenizer, max_length=max_length)["validation"]
+    if max_examples is not None:
+        validation = validation.select(range(min(max_examples, len(validation))))
+    validation = validation.sort("length")  # less padding per batch
+    if objective == "causal":
+        return {"examples": len(validation), **causal_perplexity(model, validation, tokenizer.pad_token_id)}
+    collator = VariableMaskingCollator(tokenizer, mask_levels=DEFAULT_MASK_LEVELS)
+    results = evaluate_per_level(model, validation, collator, DEFAULT_MASK_LEVELS, batch_size=128, seed=0,
+                                 show_progress=True)
+    return {"examples": len(validation),
+            "per_level": {format_level(level): {"loss": round(r["loss"], 4), "accuracy": round(r["accuracy"], 4)}
+                          for level, r in results.items()}}
+
+
+def card_text(name: str, info: dict, notes: str) -> str:
+    """The model card (README.md) from the numbers in ``info``."""
+    masked = info["objective"] == "masked"
+    arch = info["architecture"]
+    lines = [
+        f"# {name}: {'masked diffusion LM' if masked else 'autoregressive baseline'} for the bundled corpus",
+        "",
+        f"A {info['parameters'] / 1e6:.1f}M-parameter `{arch}` ({info['config_summary']}) trained from scratch "
+        "with this repository's own `train.py` on the bundled WordNet corpus (`data/wordnet`, "
+        "3.2M training tokens) and tokenizer (`data/tokenizer`, byte-level BPE, 4,096 tokens).",
+        f"Load it with `{'AutoModelForMaskedLM' if masked else 'AutoModelForCausalLM'}.from_pretrained(\"models/{name}\")`; "
+        "the weights are stored as float16 and load as float32.",
+        "",
+        "## How it was made",
+        "",
+        "```bash",
+        info["command"],
+        f"python models/bundle_model.py {info['run_dir_name']} models/{name} --command \"...\"",
+        "```",
+        "",
+        f"- Steps: {info['global_step']:,} of batch {info['batch_size']} documents "
+        f"({info['train_tokens'] / 1e6:.1f}M tokens seen, {info['epochs']:.1f} epochs of the corpus)",
+        f"- Training wall time: {info['train_runtime_s'] / 60:.0f} min ({info['train_runtime_s']:.0f} s)",
+        f"- Machine: {info['machine']}; {info['threads_note']}",
+        f"- Final training loss: {info['train_loss']}",
+        "",
+        "## Measured on held-out data",
+        "",
+        f"The validation split ({info['eval']['examples']:,} documents) of the bundled corpus, "
+        "measured on the stored weights by `models/bundle_model.py`.",
+        "",
+    ]
+    if masked:
+        lines += ["mask level | loss | masked-token accuracy", "---|---|---"]
+        for level, r in info["eval"]["per_level"].items():
+            lines.append(f"{level} | {r['loss']:.3f} | {r['accuracy']:.3f}")
+    else:
+        ev = info["eval"]
+        lines += [f"- Per-token loss {ev['loss']:.3f} nats, **perplexity {ev['perplexity']:.1f}** "
+                  f"({ev['tokens']:,} tokens, each predicted from its left context)."]
+    if notes:
+        lines += ["", notes.strip()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a finished train.py --output_dir (with final-model/ and metrics.json)")
+    parser.add_argument("output", help="the bundled folder to write, e.g. models/masked-base")
+    parser.add_argument("--command", required=True, help="the exact train.py command that made the run")
+    parser.add_argument("--notes", help="a markdown file appended to the card (choices made, and why)")
+    parser.add_argument("--threads-note", default="", help="how the CPU was shared during training")
+    parser.add_argument("--max-eval-samples", type=int, help="measure on the first N held-out documents (default: all)")
+    args = parser.parse_args(argv)
+
+    final = os.path.join(args.run_dir, "final-model")
+    if not os.path.isdir(final) or not os.path.isfile(os.path.join(args.run_dir, "metrics.json")):
+        print(f"error: {args.run_dir!r} has no final-model/ and metrics.json: is the run finished?", file=sys.stderr)
+        return 2
+    with open(os.path.join(args.run_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    diffusion_config = load_diffusion_config(final)
+    objective = diffusion_config.get("objective", metrics.get("objective", "masked"))
+
+    tokenizer = load_tokenizer(final)
+    model = load_model(objective, final).float()
+    training_args = torch.load(os.path.join(final, "training_args.bin"), weights_only=False)
+
+    # 1-2: float16 weights, float32 config.
+    tmp = args.output.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.half().save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    config_path = os.path.join(tmp, "config.json")
+    with open(config_path) as f:
+        config = json.load(f)
+    config["dtype"] = "float32"
+    with open(config_path, "w") as f:
+        json.dump(config, f, indent=2)
+    shutil.copy(os.path.join(final, "diffusion_config.json"), tmp)
+
+    # 3: measure what was stored.
+    stored = load_model(objective, tmp)
+    assert stored.dtype == torch.float32, stored.dtype
+    max_length = diffusion_config.get("max_length", 128)
+    evaluation = measure(stored, tokenizer, objective, max_length, args.max_eval_samples)
+
+    # Tokens seen: non-pad tokens of the batches the run consumed (documents average ~20 tokens).
+    train_tokens = sum(len(ids) for ids in tokenize_datasets(
+        load_raw_datasets(BUNDLED_DATASET), tokenizer, max_length=max_length)["train"]["input_ids"])
+    epochs = float(metrics.get("final", {}).get("epoch", 0.0))
+    info = {
+        "name": os.path.basename(args.output.rstrip("/")),
+        "objective": objective,
+        "architecture": config["architectures"][0],
+        "config_summary": f"{config.get('num_hidden_layers', config.get('n_layer'))} layers, "
+                          f"hidden {config.get('hidden_size', config.get('n_embd'))}, "
+                          f"{config.get('num_attention_heads', config.get('n_head'))} heads",
+        "parameters": count_parameters(stored),
+        "command": args.command,
+        "run_dir_name": os.path.basename(args.run_dir.rstrip("/")),
+        "global_step": metrics["global_step"],
+        "batch_size": training_args.per_device_train_batch_size * metrics.get("world_size", 1),
+        "train_tokens": int(train_tokens * epochs),
+        "epochs": epochs,
+        "train_runtime_s": metrics["train_runtime_s"],
+        "train_loss": metrics["train_loss"],
+        "machine": machine_line(),
+        "threads_note": args.threads_note or "training had the machine to itself",
+        "eval": evaluation,
+    }
+    notes = ""
+    if args.notes:
+        with open(args.notes) as f:
+            notes = f.read()
+    with open(os.path.join(tmp, "README.md"), "w") as f:
+        f.write(card_text(info["name"], info, notes))
+    with open(os.path.join(tmp, "card.json"), "w") as f:
+        json.dump(info, f, indent=2)
+
+    # 4: swap in atomically (the old folder, if any, is removed only after the new one is complete).
+    old = args.output.rstrip("/") + ".old"
+    if os.path.isdir(args.output):
+        os.replace(args.output, old)
+    os.replace(tmp, args.output)
+    shutil.rmtree(old, ignore_errors=True)
+    size = sum(os.path.getsize(os.path.join(args.output, n)) for n in os.listdir(args.output))
+    print(f"wrote {args.output} ({size / 1e6:.1f} MB)")
+    print(json.dumps(evaluation, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

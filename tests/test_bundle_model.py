@@ -1,0 +1,64 @@
+"""models/bundle_model.py: a finished run becomes a float16 folder that loads as float32, with a
+card whose numbers are measured on the stored weights."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import pytest
+import torch
+from conftest import FAST, MICRO_GPT2, MICRO_MODEL, REPO, train_in_process
+from safetensors import safe_open
+
+sys.path.insert(0, os.path.join(REPO, "models"))
+import bundle_model  # noqa: E402
+
+
+@pytest.fixture(scope="module", params=["masked", "causal"])
+def bundled(request, tmp_path_factory, small_corpus):
+    objective = request.param
+    root = tmp_path_factory.mktemp(f"bundle-{objective}")
+    model_flags = MICRO_MODEL if objective == "masked" else MICRO_GPT2
+    argv = [*model_flags, *FAST, "--objective", objective, "--dataset", small_corpus, "--max_steps", "2",
+            "--output_dir", str(root / "run")]
+    assert train_in_process(argv) == 0
+    command = "python train.py " + " ".join(argv)
+    assert bundle_model.main([str(root / "run"), str(root / "out"), "--command", command,
+                              "--max-eval-samples", "32"]) == 0
+    return objective, root / "out", command
+
+
+def test_weights_are_float16_and_load_as_float32(bundled):
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    objective, out, _ = bundled
+    with safe_open(str(out / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
+    auto = AutoModelForMaskedLM if objective == "masked" else AutoModelForCausalLM
+    assert auto.from_pretrained(out).dtype == torch.float32
+    assert not os.path.exists(str(out) + ".tmp")  # written aside, then renamed
+
+
+def test_card_states_command_and_measured_numbers(bundled):
+    objective, out, command = bundled
+    text = (out / "README.md").read_text()
+    info = json.loads((out / "card.json").read_text())
+    assert info["command"] == command and command in text
+    assert info["global_step"] == 2 and info["eval"]["examples"] == 32
+    if objective == "masked":
+        assert len(info["eval"]["per_level"]) == 10
+        for level, r in info["eval"]["per_level"].items():
+            assert 0.0 <= r["accuracy"] <= 1.0 and r["loss"] > 0
+            assert re.search(rf"^{re.escape(level)} \| {r['loss']:.3f} \| {r['accuracy']:.3f}$", text, re.M)
+    else:
+        assert info["eval"]["perplexity"] == pytest.approx(2.718281828 ** info["eval"]["loss"], rel=1e-3)
+        assert f"perplexity {info['eval']['perplexity']:.1f}" in text
+
+
+def test_unfinished_run_is_refused(tmp_path, capsys):
+    assert bundle_model.main([str(tmp_path), str(tmp_path / "out"), "--command", "x"]) == 2
+    assert "is the run finished?" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
