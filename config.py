@@ -449,3 +449,145 @@ def parse_train_args(argv: list[str]):
     run.note = note  # printed by train.py with the model line, once everything has loaded
     return model, data, diffusion, run, training
 
+
+# ----------------------------------------------------------------------------------------------
+# compare_models.py and benchmarks/quality.py: the diffusion model against its GPT-2 baseline.
+def _check_decoding_flags(steps: int, schedule: str, sampling: str, k: int, p: float, temperature: float) -> None:
+    from diffusion.sampling import check_sampling_args
+
+    if steps < 1:
+        raise ValueError(f"--steps must be at least 1, got {steps}")
+    schedules.get_schedule(schedule)
+    check_sampling_args(sampling, k, p, temperature)
+
+
+@dataclass
+class CompareArguments:
+    """Flags of compare_models.py."""
+
+    roberta_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": f"The diffusion side: masked LM folder or hub id. Default: {TRAINED_MODEL} if it exists, "
+                  "else the bundled models/masked-base."},
+    )
+    gpt2_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "The autoregressive side: causal LM folder or hub id (gpt2 with internet). "
+                  "Default: the bundled models/causal-base."},
+    )
+    prompt: str | None = field(default=None, metadata={"help": "Text both models continue (kept unchanged)."})
+    infill: str | None = field(
+        default=None,
+        metadata={"help": "Infilling instead: a template whose [MASK]s (one token each) the diffusion model fills. "
+                  "GPT-2 gets only the text before the first [MASK] and writes on from there."},
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Diffusion sequence length incl. <s> and </s> (default: the length it was trained at); "
+                  "GPT-2 generates as many new tokens as the diffusion model does."},
+    )
+    steps: int = field(default=10, metadata={"help": "Diffusion denoising steps."})
+    schedule: str = field(
+        default="linear", metadata={"help": f"Diffusion schedule: {', '.join(schedules.available_schedules())}."}
+    )
+    remasking: str = field(default="low-confidence", metadata={"help": "Diffusion remasking: low-confidence | random."})
+    sampling: str = field(default="greedy", metadata={"help": "greedy | topk | nucleus, for both models."})
+    k: int = field(default=50, metadata={"help": "Candidates for --sampling topk."})
+    p: float = field(default=0.9, metadata={"help": "Probability mass for --sampling nucleus, in (0, 1]."})
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature for both models (0 = greedy)."})
+    seed: int = field(default=0, metadata={"help": "Random seed for both models."})
+    judge: str | None = field(
+        default=None,
+        metadata={"help": "A causal LM (folder or hub id), neither generator, that scores both texts: judge perplexity."},
+    )
+    output: str = field(default="comparison.gif", metadata={"help": "The GIF; comparison_frames/ is written beside it."})
+    json: str | None = field(default=None, metadata={"help": "The table as JSON. Default: comparison.json beside the GIF."})
+    num_frames: int = field(default=40, metadata={"help": "Frames: equal slices of the shared wall-clock timeline."})
+    frame_ms: int = field(default=150, metadata={"help": "Milliseconds per GIF frame (the last is held 3x)."})
+    width: int = field(default=960, metadata={"help": "Frame width in pixels."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... Default: cuda if available."})
+
+    def __post_init__(self) -> None:
+        if self.prompt is not None and self.infill is not None:
+            raise ValueError("give either --prompt (continue a text) or --infill (fill a template), not both")
+        if self.max_length is not None and self.max_length < 3:
+            raise ValueError(f"--max-length must be at least 3, got {self.max_length}")
+        if not self.output.lower().endswith(".gif"):
+            raise ValueError(f"--output is the GIF to write and must end in .gif, got {self.output!r}")
+        if self.num_frames < 2:
+            raise ValueError(f"--num-frames must be at least 2, got {self.num_frames}")
+        if self.frame_ms < 20:
+            raise ValueError(f"--frame-ms must be at least 20, got {self.frame_ms}")
+        if self.width < 480:
+            raise ValueError(f"--width must be at least 480 pixels, got {self.width}")
+        _check_decoding_flags(self.steps, self.schedule, self.sampling, self.k, self.p, self.temperature)
+        self.decode_options()
+
+    def decode_options(self):
+        from diffusion.unmasking import DecodeOptions
+
+        return DecodeOptions(steps=self.steps, schedule=self.schedule, sampling=self.sampling, k=self.k, p=self.p,
+                             temperature=self.temperature, remasking=self.remasking, seed=self.seed)
+
+
+def parse_compare_args(argv: list[str]) -> CompareArguments:
+    (args,) = HfArgumentParser(CompareArguments).parse_args_into_dataclasses(args=list(argv))
+    return args
+
+
+@dataclass
+class QualityArguments:
+    """Flags of benchmarks/quality.py."""
+
+    roberta_checkpoint: str | None = field(
+        default=None, metadata={"help": f"Diffusion model. Default: {TRAINED_MODEL} if it exists, else models/masked-base."}
+    )
+    gpt2_checkpoint: str | None = field(default=None, metadata={"help": "Causal baseline. Default: models/causal-base."})
+    judge: str | None = field(
+        default=None,
+        metadata={"help": "Causal LM (folder or hub id) that scores every generator: judge perplexity. It must be "
+                  "neither generator. Without it the perplexity column stays empty."},
+    )
+    num_prompts: int = field(default=20, metadata={"help": "Held-out prompts (data/wordnet/validation.jsonl.gz)."})
+    samples_per_prompt: int = field(default=4, metadata={"help": "Samples per prompt and setting (seeds 0, 1, ...)."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Tokens each generator writes after the prompt."})
+    prompt_tokens: int = field(default=3, metadata={"help": "Tokens of each held-out text used as the prompt."})
+    steps: list[int] = field(default_factory=lambda: [8, 16, 32, 64], metadata={"help": "Diffusion step counts."})
+    schedules: list[str] = field(
+        default_factory=lambda: ["linear", "cosine", "exponential"], metadata={"help": "Diffusion schedules."}
+    )
+    remasking: list[str] = field(
+        default_factory=lambda: ["low-confidence", "random"], metadata={"help": "Diffusion remasking rules."}
+    )
+    threshold: float | None = field(
+        default=0.9,
+        metadata={"help": "Also run parallel decoding with this --threshold (at the most steps, linear, low-confidence)."},
+    )
+    sampling: str = field(default="nucleus", metadata={"help": "greedy | topk | nucleus, for every generator."})
+    k: int = field(default=50, metadata={"help": "Candidates for --sampling topk."})
+    p: float = field(default=0.9, metadata={"help": "Probability mass for --sampling nucleus."})
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature."})
+    seed: int = field(default=0, metadata={"help": "Base seed: prompt i, every setting, uses seed + i."})
+    output_dir: str = field(default="results/quality", metadata={"help": "quality.md, quality.json, quality_vs_steps.png."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier quality.json in --output-dir."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... Default: cuda if available."})
+
+    def __post_init__(self) -> None:
+        for name in ("num_prompts", "samples_per_prompt", "max_new_tokens", "prompt_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.steps or min(self.steps) < 1:
+            raise ValueError(f"--steps must be step counts >= 1, got {self.steps}")
+        for schedule in self.schedules:
+            schedules.get_schedule(schedule)
+        bad = [r for r in self.remasking if r not in ("low-confidence", "random")]
+        if bad or not self.remasking:
+            raise ValueError(f"--remasking must be low-confidence and/or random, got {self.remasking}")
+        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"--threshold must lie in (0, 1), got {self.threshold}")
+        _check_decoding_flags(1, "linear", self.sampling, self.k, self.p, self.temperature)
+
+
+def parse_quality_args(argv: list[str]) -> QualityArguments:
+    (args,) = HfArgumentParser(QualityArguments).parse_args_into_dataclasses(args=list(argv))
+    return args

@@ -79,3 +79,27 @@ def train_in_process(argv: list[str]) -> int:
     import train
 
     return train.main(argv)
+
+
+def _micro_gpt2(path, tokenizer, seed: int) -> str:
+    import torch
+
+    from diffusion.modeling import build_model
+
+    torch.manual_seed(seed)
+    model = build_model("causal", "tiny", tokenizer, 64, {"n_embd": "32", "n_layer": "2", "n_head": "2", "n_inner": "64"})
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def gpt2_checkpoint(tmp_path_factory, tokenizer):
+    """An untrained micro GPT-2 (64 positions) on the bundled tokenizer: the autoregressive side of the comparisons."""
+    return _micro_gpt2(tmp_path_factory.mktemp("gpt2") / "final-model", tokenizer, seed=1)
+
+
+@pytest.fixture(scope="session")
+def judge_checkpoint(tmp_path_factory, tokenizer):
+    """Another micro GPT-2 (other seed, other folder): a judge that is neither generator."""
+    return _micro_gpt2(tmp_path_factory.mktemp("judge") / "judge", tokenizer, seed=2)

@@ -1,0 +1,351 @@
+"""Diffusion vs autoregressive: timed generation on both sides, and the frames of the race.
+
+What compare_models.py and benchmarks/quality.py share:
+
+* ``generate_causal``: left-to-right generation with the KV cache (one forward pass per token,
+  each fed only the newest token and ``past_key_values``), the same token sampling as the
+  diffusion decoder (diffusion/sampling.py), stopping at the first end-of-text token, with the
+  wall-clock time at which every token was drawn.
+* ``timed_decode``: the diffusion decoder (diffusion/unmasking.py) with the time at which every
+  step's state was ready.
+* ``continuations``: what each side wrote after its left context, cut at the first ``</s>`` /
+  ``eos``, as the text the quality metrics and the judge see.
+* ``diffusion_panel`` / ``causal_panel`` / ``render_comparison``: a shared wall-clock timeline cut
+  into equal time slices; every frame shows both models as they stood at that moment, the
+  diffusion model on top (all positions refined together), GPT-2 below (one token after another).
+
+    result, step_times, seconds = timed_decode(model, tokenizer, prompt, options)
+    causal = generate_causal(gpt2, gpt2_tokenizer, causal_context(gpt2_tokenizer, "A dog is"), 30)
+    times = frame_times(max(seconds, causal.seconds), 40)
+    frames = render_comparison([diffusion_panel(...), causal_panel(...)], times)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+
+import torch
+from PIL import Image, ImageDraw
+
+from diffusion import rendering
+from diffusion.rendering import MUTED, TITLE_COLOR, Piece, Style, font, step_pieces
+from diffusion.sampling import sample_tokens
+from diffusion.unmasking import DecodeOptions, DecodeResult, Prompt, decode, token_strings
+
+
+def _sync(device: torch.device) -> None:
+    """Wait for queued GPU work, so a timestamp means the work is done (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ------------------------------------------------------------------------------ which models
+def resolve_model(given: str | None, flag: str, candidates: list[tuple[str, str]], hint: str) -> tuple[str, str]:
+    """(model, why): ``given`` if set, else the first existing folder of ``candidates`` [(folder, why), ...]."""
+    from diffusion.modeling import ModelLoadError
+
+    if given:
+        return given, f"from {flag}"
+    for folder, why in candidates:
+        if os.path.isdir(folder):
+            return folder, why
+    where = " or ".join(folder for folder, _ in candidates)
+    raise ModelLoadError(f"no {flag} given and no model at {where}: {hint}")
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model names point at the same thing: one folder (symlinks resolved), or one hub id."""
+    if os.path.isdir(a) or os.path.isdir(b):
+        return os.path.realpath(a) == os.path.realpath(b)
+    return a.strip("/") == b.strip("/")
+
+
+def check_judge(judge: str, generators: dict[str, str]) -> None:
+    """Refuse a judge that is one of the generators: a model rates its own text too kindly."""
+    for side, model in generators.items():
+        if same_model(judge, model):
+            raise ValueError(f"--judge {judge!r} is the {side} generator itself ({model}); the judge must be neither "
+                             f"generator: pass another causal LM")
+
+
+# ----------------------------------------------------------------------------- the causal side
+def causal_context(tokenizer, left_text: str | None) -> list[int]:
+    """The causal model's start: its start token (``<s>``; GPT-2's ``<|endoftext|>``) + the left text.
+
+    Our causal models were trained on ``<s> text </s>`` (diffusion/data.py), and the hub GPT-2 uses
+    ``<|endoftext|>`` as the document separator, so either way generation starts at a document start.
+    """
+    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+    ids = tokenizer(left_text, add_special_tokens=False)["input_ids"] if left_text else []
+    return ([start] if start is not None else []) + ids
+
+
+def position_limit(model) -> int | None:
+    """How many tokens a causal model can attend over (GPT-2: n_positions)."""
+    config = model.config
+    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
+
+
+@dataclass
+class CausalResult:
+    ids: torch.Tensor  # (B, T) the generated tokens; a row that ended early holds eos after its end
+    lengths: list[int]  # per row: tokens before its first eos
+    texts: list[str]  # per row: the continuation, cut at the first eos (leading space kept)
+    token_times: list[float]  # seconds from the start until column t was drawn, len T
+    forward_passes: int
+    seconds: float
+
+
+@torch.no_grad()
+def generate_causal(model, tokenizer, context: list[int], max_new_tokens: int, sampling: str = "greedy", k: int = 50,
+                    p: float = 0.9, temperature: float = 1.0, seed: int = 0, num_samples: int = 1) -> CausalResult:
+    """``num_samples`` continuations of ``context`` (ids, start token included), at most ``max_new_tokens`` each.
+
+    A manual loop rather than ``model.generate`` so that every token is timed and drawn by the
+    very same ``sample_tokens`` as the diffusion decoder (same banned specials, same seeded
+    generator).  With the KV cache each step feeds only the newest token: (B, 1) after the
+    first pass over the whole context (B, C).
+    """
+    if not context:
+        raise ValueError("the causal model needs at least one context token (its tokenizer has no bos or eos)")
+    limit = position_limit(model)
+    if limit and len(context) + max_new_tokens > limit:
+        raise ValueError(f"the causal model has {limit} positions: {len(context)} context + {max_new_tokens} new tokens "
+                         f"do not fit; use a shorter --max-length or prompt")
+    model.eval()
+    device = next(model.parameters()).device
+    generator = torch.Generator(device=device).manual_seed(seed)
+    eos = tokenizer.eos_token_id
+    # Never draw <s>, <pad>, <unk>, <mask>; eos is allowed: it ends the text.
+    banned = sorted({i for i in tokenizer.all_special_ids if i != eos})
+
+    x = torch.tensor([context] * num_samples, dtype=torch.long, device=device)  # (B, C)
+    done = torch.zeros(num_samples, dtype=torch.bool, device=device)
+    past, columns, times = None, [], []
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(max_new_tokens):
+        out = model(input_ids=x, past_key_values=past, use_cache=True)
+        past = out.past_key_values
+        tokens, _ = sample_tokens(out.logits[:, -1], sampling, k, p, temperature, generator, banned)  # (B,)
+        if eos is not None:
+            tokens = torch.where(done, torch.full_like(tokens, eos), tokens)  # a finished row stays finished
+            done |= tokens == eos
+        columns.append(tokens)
+        x = tokens[:, None]  # (B, 1): the cache holds everything before it
+        _sync(device)
+        times.append(time.perf_counter() - started)
+        if bool(done.all()):
+            break
+    seconds = time.perf_counter() - started
+
+    ids = torch.stack(columns, dim=1).cpu() if columns else torch.zeros((num_samples, 0), dtype=torch.long)  # (B, T)
+    lengths, texts = [], []
+    for row in ids.tolist():
+        n = row.index(eos) if eos in row else len(row)
+        lengths.append(n)
+        texts.append(tokenizer.decode(row[:n], skip_special_tokens=True))
+    return CausalResult(ids=ids, lengths=lengths, texts=texts, token_times=times, forward_passes=len(columns),
+                        seconds=seconds)
+
+
+# -------------------------------------------------------------------------- the diffusion side
+class _PassClock:
+    """The model, plus the time at which each forward pass *started*.
+
+    decode() appends step k's state to its trace just before pass k + 1 begins, so the start of
+    pass k + 1 is when step k's state was ready (the last one: when decode returns).
+    """
+
+    def __init__(self, model, started: float, device: torch.device):
+        self._model, self._started, self._device = model, started, device
+        self.starts: list[float] = []
+
+    def __call__(self, *args, **kwargs):
+        _sync(self._device)
+        self.starts.append(time.perf_counter() - self._started)
+        return self._model(*args, **kwargs)
+
+    def __getattr__(self, name):  # eval(), parameters(), get_output_embeddings(), config ...
+        return getattr(self._model, name)
+
+
+def timed_decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> tuple[DecodeResult, list[float], float]:
+    """decode(), and for every trace entry the seconds after which it was ready (entry 0: 0.0)."""
+    device = next(model.parameters()).device
+    _sync(device)
+    started = time.perf_counter()
+    clock = _PassClock(model, started, device)
+    result = decode(clock, tokenizer, prompt, options)
+    _sync(device)
+    seconds = time.perf_counter() - started
+    # Every pass adds one trace entry (len(trace) = passes + 1); entry k is ready when pass k + 1 starts.
+    step_times = [0.0] + clock.starts[1:] + [seconds] if clock.starts else [0.0]
+    return result, step_times, seconds
+
+
+def continuations(tokenizer, prompt: Prompt, ids: torch.Tensor) -> tuple[list[str], list[str], list[int]]:
+    """Per row of a decoded diffusion batch: (left context, continuation, continuation tokens).
+
+    The left context is the fixed text before the first generated position (the prefix, or in
+    infilling the text before the first [MASK]); the continuation is everything after it up to
+    the first ``</s>`` (as decode_text cuts), so in infilling it also holds the template's fixed
+    text after the first gap.  The continuation keeps its leading space, so context +
+    continuation reads as one text.
+    """
+    eos = tokenizer.eos_token_id
+    lefts, texts, lengths = [], [], []
+    for row, generate in zip(ids.tolist(), prompt.generate.tolist(), strict=True):
+        first = generate.index(True) if True in generate else len(row)
+        start = 1 if row and row[0] == tokenizer.bos_token_id else 0
+        rest = row[first:]
+        rest = rest[: rest.index(eos)] if eos in rest else rest
+        lefts.append(tokenizer.decode(row[start:first], skip_special_tokens=True))
+        texts.append(tokenizer.decode(rest, skip_special_tokens=True))
+        lengths.append(len(rest))
+    return lefts, texts, lengths
+
+
+# ------------------------------------------------------------------------------- the timeline
+def frame_times(total: float, n_frames: int) -> list[float]:
+    """``n_frames`` equally spaced moments from 0 to ``total`` seconds (both included)."""
+    if n_frames < 2:
+        raise ValueError(f"--num-frames must be at least 2, got {n_frames}")
+    return [total * j / (n_frames - 1) for j in range(n_frames)]
+
+
+def _state_at(event_times: list[float], t: float) -> int:
+    """How many events happened by time t (event i at ``event_times[i]``)."""
+    return sum(e <= t + 1e-12 for e in event_times)
+
+
+@dataclass
+class PanelFrame:
+    pieces: list[Piece]
+    status: str  # "0.42 s · step 3 / 10 · 24 / 60 tokens · 3 forward passes"
+    share: float  # of the side's tokens done, for its bar
+
+
+@dataclass
+class Panel:
+    title: str  # "Diffusion (masked LM): masked-base"
+    note: str  # a line under the title ('' for none), e.g. GPT-2's left-context-only warning
+    frames: list[PanelFrame]
+
+
+def _clock(t: float, total: float) -> str:
+    return f"{min(t, total):.2f} s" + (" \u00b7 done" if t >= total else "")
+
+
+def diffusion_panel(title: str, note: str, tokenizer, trace, step_times: list[float], kinds: list[str],
+                    times: list[float], row: int = 0) -> Panel:
+    """The diffusion model at each moment of ``times``: its latest finished step of ``trace`` (row ``row``)."""
+    n_generated = sum(kind == "generated" for kind in kinds)
+    n_steps = len(trace) - 1
+    total = step_times[-1]
+    frames, previous = [], 0
+    for t in times:
+        s = _state_at(step_times[1:], t)  # steps finished by t
+        now, before = trace[s], trace[previous]
+        revealed = (before.masked[row] & ~now.masked[row]).tolist()  # new since the previous frame
+        pieces = step_pieces(token_strings(tokenizer, now.ids[row].tolist()), now.masked[row].tolist(), revealed, kinds)
+        done = n_generated - int(now.masked[row].sum())
+        status = (f"{_clock(t, total)} \u00b7 step {s} / {n_steps} \u00b7 {done} / {n_generated} tokens "
+                  f"\u00b7 {s} forward passes")
+        frames.append(PanelFrame(pieces, status, done / n_generated if n_generated else 1.0))
+        previous = s
+    return Panel(title, note, frames)
+
+
+def causal_panel(title: str, note: str, tokenizer, context: list[int], result: CausalResult, times: list[float],
+                 row: int = 0) -> Panel:
+    """The causal model at each moment of ``times``: the context and the tokens drawn by then (row ``row``)."""
+    generated = result.ids[row].tolist()
+    n_total = len(generated)
+    special = set(tokenizer.all_special_ids)
+    context_kinds = ["special" if i in special else "prefix" for i in context]
+    frames, previous = [], 0
+    for t in times:
+        n = _state_at(result.token_times, t)
+        ids = context + generated[:n]
+        kinds = context_kinds + ["generated"] * n
+        revealed = [False] * len(context) + [previous <= j for j in range(n)]
+        pieces = step_pieces(token_strings(tokenizer, ids), [False] * len(ids), revealed, kinds)
+        status = f"{_clock(t, result.seconds)} \u00b7 {n} / {n_total} tokens \u00b7 {n} forward passes"
+        frames.append(PanelFrame(pieces, status, n / n_total if n_total else 1.0))
+        previous = n
+    return Panel(title, note, frames)
+
+
+# ---------------------------------------------------------------------------------- the frames
+# Vertical rhythm of a frame (pixels); the text sizes come from rendering.Style.
+_GAP = 26
+
+
+def _panel_header_height(panel: Panel, style: Style) -> int:
+    # title, status line, bar, the optional note, a gap before the text
+    return style.text_size + 10 + style.small_size + 12 + style.bar_height + 14 + (style.small_size + 10 if panel.note else 0)
+
+
+def _frame_header_height(style: Style) -> int:
+    return style.margin + style.title_size + 14 + style.small_size + 14 + style.bar_height + _GAP
+
+
+def _bar(draw: ImageDraw.ImageDraw, x0: float, x1: float, y: float, share: float, style: Style, fill) -> None:
+    r = style.bar_height // 2
+    draw.rounded_rectangle((x0, y, x1, y + style.bar_height), radius=r, fill=rendering.BAR_TRACK)
+    if share > 0:
+        draw.rounded_rectangle((x0, y, x0 + max(style.bar_height, (x1 - x0) * min(share, 1.0)), y + style.bar_height),
+                               radius=r, fill=fill)
+
+
+TIME_FILL = (250, 204, 21)  # the shared clock's bar: amber, apart from the blue token bars
+
+
+def render_comparison(panels: list[Panel], times: list[float], style: Style | None = None,
+                      title: str = "Diffusion vs autoregressive") -> list[Image.Image]:
+    """One RGB frame per moment of ``times``; every frame has the same size.
+
+    Each panel is as tall as its own longest text over all frames, so neither half jumps.
+    """
+    style = style or Style()
+    lines = [max(len(rendering.layout(f.pieces, style)) for f in panel.frames) for panel in panels]
+    height = (_frame_header_height(style) + sum(_panel_header_height(p, style) + max(1, n) * style.line_height + _GAP
+                                                for p, n in zip(panels, lines, strict=True))
+              + rendering._legend_height(style))
+    total = times[-1] if times else 0.0
+    images = []
+    for j, t in enumerate(times):
+        image = Image.new("RGB", (style.width, height), rendering.BACKGROUND)
+        draw = ImageDraw.Draw(image)
+        m, small, right = style.margin, font(style.small_size), style.width - style.margin
+        y = m
+        draw.text((m, y), title, font=font(style.title_size, bold=True), fill=TITLE_COLOR)
+        y += style.title_size + 14
+        draw.text((m, y), f"wall clock {t:.2f} s of {total:.2f} s \u00b7 frame {j + 1} / {len(times)}", font=small,
+                  fill=MUTED)
+        y += style.small_size + 14
+        _bar(draw, m, right, y, t / total if total else 1.0, style, TIME_FILL)
+        y = _frame_header_height(style)
+        for panel, n_lines in zip(panels, lines, strict=True):
+            frame = panel.frames[j]
+            draw.line((m, y - _GAP // 2, right, y - _GAP // 2), fill=rendering.BAR_TRACK, width=1)
+            draw.text((m, y), panel.title, font=font(style.text_size, bold=True), fill=TITLE_COLOR)
+            y += style.text_size + 10
+            draw.text((m, y), frame.status, font=small, fill=MUTED)
+            y += style.small_size + 12
+            _bar(draw, m, right, y, frame.share, style, rendering.BAR_FILL)
+            y += style.bar_height + 14
+            if panel.note:
+                draw.text((m, y), panel.note, font=small, fill=(251, 146, 60))  # orange: a caveat
+                y += style.small_size + 10
+            for line in rendering.layout(frame.pieces, style):
+                # the renderer's own line drawing (green box and sparkle for new tokens)
+                rendering._draw_line(draw, line, m, y + (style.line_height - style.text_size) // 2, style)
+                y += style.line_height
+            y += (max(1, n_lines) - len(rendering.layout(frame.pieces, style))) * style.line_height + _GAP
+        rendering._draw_legend(draw, height - rendering._legend_height(style) + 28, style)
+        images.append(image)
+    return images
