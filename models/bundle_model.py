@@ -68,9 +68,8 @@ def causal_perplexity(model, dataset, pad_id: int, batch_size: int = 64) -> dict
     return {"loss": round(loss, 4), "perplexity": round(math.exp(loss), 2), "tokens": count}
 
 
-def measure(model, tokenizer, objective: str, max_length: int, max_examples: int | None = None) -> dict:
-    raw = load_raw_datasets(BUNDLED_DATASET)
-    validation = tokenize_datasets(raw, tokenizer, max_length=max_length)["validation"]
+def measure(model, tokenizer, objective: str, validation, max_examples: int | None = None) -> dict:
+    """Held-out numbers of ``model`` on ``validation`` (tokenised rows with input_ids and length)."""
     if max_examples is not None:
         validation = validation.select(range(min(max_examples, len(validation))))
     validation = validation.sort("length")  # less padding per batch
@@ -169,11 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     stored = load_model(objective, tmp)
     assert stored.dtype == torch.float32, stored.dtype
     max_length = diffusion_config.get("max_length", 128)
-    evaluation = measure(stored, tokenizer, objective, max_length, args.max_eval_samples)
+    data = tokenize_datasets(load_raw_datasets(BUNDLED_DATASET), tokenizer, max_length=max_length)
+    evaluation = measure(stored, tokenizer, objective, data["validation"], args.max_eval_samples)
 
     # Tokens seen: non-pad tokens of the batches the run consumed (documents average ~20 tokens).
-    train_tokens = sum(len(ids) for ids in tokenize_datasets(
-        load_raw_datasets(BUNDLED_DATASET), tokenizer, max_length=max_length)["train"]["input_ids"])
+    train_tokens = sum(data["train"]["length"])
     epochs = float(metrics.get("final", {}).get("epoch", 0.0))
     info = {
         "name": os.path.basename(args.output.rstrip("/")),
