@@ -112,6 +112,14 @@ class ModelArguments:
                   "apart, so attention to the next or previous token is easy to learn; from a random table an "
                   "encoder can spend thousands of steps attending uniformly (measured: models/masked-base/README.md)."},
     )
+    local_attention_init: bool = field(
+        default=False,
+        metadata={"help": "With --model-config and --objective masked: start the first layer's heads as "
+                  "previous/next-token heads (offsets -1, +1, -2, +2) over a position channel, instead of "
+                  "attending uniformly (see diffusion/modeling.py, init_local_attention). All weights still "
+                  "train. The bundled base uses it: without it a CPU-sized encoder predicts word frequencies "
+                  "for thousands of steps."},
+    )
     pre_layer_norm: bool = field(
         default=False,
         metadata={"help": "With --model-config and --objective masked: build RoBERTa with the layer norm before "
@@ -134,6 +142,8 @@ class ModelArguments:
             raise ValueError("no model: give --model NAME_OR_DIR or --model-config tiny|small")
         if self.sinusoidal_positions and self.model_config is None:
             raise ValueError("--sinusoidal-positions only applies to a fresh model (--model-config)")
+        if self.local_attention_init and (self.model_config is None or self.objective != "masked"):
+            raise ValueError("--local-attention-init only applies to a fresh masked model (--model-config, --objective masked)")
         if self.pre_layer_norm and (self.model_config is None or self.objective != "masked"):
             raise ValueError("--pre-layer-norm only applies to a fresh masked model (--model-config, --objective masked)")
         if self.config_overrides is not None:

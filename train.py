@@ -137,9 +137,11 @@ def run(argv: list[str]) -> int:
     else:
         model = build_model(model_args.objective, model_args.model_config, tokenizer, data_args.max_length,
                             model_args.config_overrides_dict(), pre_layer_norm=model_args.pre_layer_norm,
-                            sinusoidal_positions=model_args.sinusoidal_positions)
+                            sinusoidal_positions=model_args.sinusoidal_positions,
+                            local_attention_init=model_args.local_attention_init)
         source = (f"fresh {model_args.model_config}{' pre-layer-norm' if model_args.pre_layer_norm else ''}"
-                  f"{' sinusoid-initialised' if model_args.sinusoidal_positions else ''} config")
+                  f"{' sinusoid-initialised' if model_args.sinusoidal_positions else ''}"
+                  f"{' local-attention-initialised' if model_args.local_attention_init else ''} config")
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         raise RunError(f"the model's vocabulary ({model.get_input_embeddings().num_embeddings}) is smaller than "
                        f"the tokenizer's ({len(tokenizer)}); pass the model's own tokenizer with --tokenizer")

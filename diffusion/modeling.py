@@ -133,11 +133,14 @@ def load_model(objective: str, name_or_dir: str):
 
 
 def build_model(objective: str, preset: str, tokenizer, max_length: int, overrides: dict[str, str] | None = None,
-                pre_layer_norm: bool = False, sinusoidal_positions: bool = False):
+                pre_layer_norm: bool = False, sinusoidal_positions: bool = False,
+                local_attention_init: bool = False):
     config = build_config(objective, preset, tokenizer, max_length, overrides, pre_layer_norm)
     model = model_class(objective).from_config(config)
     if sinusoidal_positions:
         init_sinusoidal_positions(model)
+    if local_attention_init:
+        init_local_attention(model)
     return model
 
 
@@ -171,6 +174,75 @@ def init_sinusoidal_positions(model) -> None:
     weight.copy_((table * scale).to(weight.dtype))
     if embedding.padding_idx is not None:  # RoBERTa's padding position stays zero, as in its own init
         weight[embedding.padding_idx].zero_()
+
+
+# Offsets of the heads that init_local_attention points at the neighbours (head 0 -> p-1, ...).
+LOCAL_ATTENTION_OFFSETS = (-1, 1, -2, 2)
+
+
+@torch.no_grad()
+def init_local_attention(model, offsets=LOCAL_ATTENTION_OFFSETS, peak_score: float = 8.0) -> None:
+    """Start the first layer's heads as "previous/next token" heads. Masked LMs only.
+
+    Why: a masked position holds only ``<mask>``, so everything a masked LM can say about it comes
+    through attention. From a random init its heads attend nearly uniformly, and on 2 CPU cores a
+    4M encoder then spends thousands of steps predicting word frequencies and drifts into heads
+    that stare at one punctuation token (docs/BENCHMARKS.md, "Pretraining a masked base").
+    Trained BERTs grow heads that look at the previous or next token (Clark et al. 2019, "What
+    does BERT look at?"); starting from such heads is the idea of mimetic initialisation
+    (Trockman & Kolter 2023). The model is an ordinary RoBERTa afterwards: every weight still
+    trains, nothing is frozen, and it loads with ``AutoModelForMaskedLM``.
+
+    How, with d the head size and F = d / 2:
+    * a "position channel": dims [0, d) of the position table hold F sin/cos pairs at the
+      frequencies w_k = pi (k + 1/2) / F, and the word (and token-type) embeddings start at zero
+      there. These codes are orthogonal for any two positions less than 2d apart
+      (sum_k cos(w_k * delta) = 0), so the channel says exactly where a token is;
+    * head h of layer 0 reads only that channel: its key is the channel itself and its query is
+      the channel rotated pair by pair by the angle w_k * o_h, which is the code of position
+      p + o_h. The score q.k therefore peaks at key position p + o_h and is ~0 elsewhere.
+    * ``peak_score`` scales the query so that a head puts ~3/4 of its weight on its neighbour
+      in a 20-token document (measured): sharp enough to carry the neighbour's token, soft enough
+      to keep a gradient towards other positions.
+    """
+    base = model.base_model
+    embeddings = base.embeddings
+    hidden = embeddings.word_embeddings.weight.shape[1]
+    n_heads = model.config.num_attention_heads
+    head_dim = hidden // n_heads
+    pairs = head_dim // 2
+    std = model.config.initializer_range
+
+    # Position channel, (P, 2F): amplitude std*sqrt(2) gives each dim the std of the random init.
+    positions = embeddings.position_embeddings.weight  # (P, H)
+    where = torch.arange(positions.shape[0], dtype=torch.float64)[:, None]  # (P, 1)
+    omega = math.pi * (torch.arange(pairs, dtype=torch.float64) + 0.5) / pairs  # (F,)
+    table = torch.zeros(positions.shape, dtype=torch.float64)
+    table[:, 0:2 * pairs:2] = std * math.sqrt(2) * torch.sin(where * omega)
+    table[:, 1:2 * pairs:2] = std * math.sqrt(2) * torch.cos(where * omega)
+    positions.copy_(table.to(positions.dtype))
+    embeddings.word_embeddings.weight[:, :2 * pairs] = 0.0
+    embeddings.token_type_embeddings.weight[:, :2 * pairs] = 0.0
+
+    attention = base.encoder.layer[0].attention.self
+    for head, offset in enumerate(offsets[:n_heads]):
+        angle = omega * offset  # (F,)
+        cos, sin = torch.cos(angle), torch.sin(angle)
+        # Rotation taking (sin wp, cos wp) to (sin w(p+o), cos w(p+o)), one 2x2 block per pair.
+        rotate = torch.zeros(head_dim, hidden, dtype=torch.float64)  # (d, H)
+        select = torch.zeros(head_dim, hidden, dtype=torch.float64)  # (d, H)
+        k = torch.arange(pairs)
+        rotate[2 * k, 2 * k], rotate[2 * k, 2 * k + 1] = cos, sin
+        rotate[2 * k + 1, 2 * k], rotate[2 * k + 1, 2 * k + 1] = -sin, cos
+        select[2 * k, 2 * k] = select[2 * k + 1, 2 * k + 1] = 1.0
+        rows = slice(head * head_dim, (head + 1) * head_dim)
+        # After the LayerNorms each channel pair has amplitude ~sqrt(2), so q.k at the peak ~ 2F
+        # and the score (q.k / sqrt(d)) ~ scale * 2F / sqrt(d).
+        scale = peak_score * math.sqrt(head_dim) / (2 * pairs)
+        attention.query.weight[rows] = (scale * rotate).to(attention.query.weight.dtype)
+        attention.key.weight[rows] = select.to(attention.key.weight.dtype)
+        attention.query.bias[rows] = 0.0
+        attention.key.bias[rows] = 0.0
 
 
 def count_parameters(model) -> int:

@@ -252,6 +252,8 @@ def test_bad_flag_values(capsys, tmp_path):
     _one_line_error(capsys, MICRO_GPT2 + ["--objective", "causal", "--pre-layer-norm", "--output_dir", str(tmp_path)],
                     "fresh masked model")
     _one_line_error(capsys, MICRO_MODEL + ["--from-scratch", "--output_dir", str(tmp_path)], "--quick-test")
+    _one_line_error(capsys, MICRO_GPT2 + ["--objective", "causal", "--local-attention-init", "--output_dir", str(tmp_path)],
+                    "fresh masked model")
 
 
 def test_pre_layer_norm_and_sinusoidal_positions(tokenizer):
@@ -268,6 +270,31 @@ def test_pre_layer_norm_and_sinusoidal_positions(tokenizer):
             dots = (table[:-distance] * table[distance:]).sum(-1)
             assert dots.std() < 1e-3 * dots.abs().mean()
     assert masked.base_model.embeddings.position_embeddings.weight[1].abs().sum() == 0  # the padding position
+
+
+def test_local_attention_init_points_the_first_heads_at_the_neighbours(tokenizer):
+    from diffusion.modeling import LOCAL_ATTENTION_OFFSETS, build_model
+
+    torch.manual_seed(0)
+    model = build_model("masked", "tiny", tokenizer, 64, {"num_hidden_layers": "2"}, pre_layer_norm=True,
+                        local_attention_init=True).eval()
+    model.config._attn_implementation = "eager"  # the SDPA kernel returns no attention weights
+    batch = tokenizer(["dog: a member of the genus Canis that has been domesticated by man.",
+                       "loganberry: large red variety of the dewberry."], return_tensors="pt", padding=True)
+    ids = batch["input_ids"].clone()
+    ids[:, 3:9] = tokenizer.mask_token_id  # the queries below sit on <mask> tokens
+    with torch.no_grad():
+        attentions = model(input_ids=ids, attention_mask=batch["attention_mask"], output_attentions=True).attentions
+    first, second = attentions[0][0], attentions[1][0]  # (heads, L, L), first document
+    queries = torch.arange(3, 9)
+    for head, offset in enumerate(LOCAL_ATTENTION_OFFSETS):
+        on_neighbour = first[head, queries, queries + offset]  # (6,)
+        assert on_neighbour.min() > 0.5, (head, offset, on_neighbour)
+    # Only the first layer is shaped; the second starts as a random init, near uniform.
+    assert second[0, queries, queries - 1].max() < 0.3
+    # The word embeddings start at zero in the position channel (the first head's dims).
+    head_dim = model.config.hidden_size // model.config.num_attention_heads
+    assert model.base_model.embeddings.word_embeddings.weight[:, :head_dim].abs().max() == 0
 
 
 def test_eval_mask_levels_are_reported_instead_of_the_training_levels(tmp_path, small_corpus):
