@@ -120,6 +120,10 @@ class ModelArguments:
                   "train. The bundled base uses it: without it a CPU-sized encoder predicts word frequencies "
                   "for thousands of steps."},
     )
+    local_attention_layers: int = field(
+        default=1,
+        metadata={"help": "With --local-attention-init: how many layers, from the first, start with offset heads."},
+    )
     pre_layer_norm: bool = field(
         default=False,
         metadata={"help": "With --model-config and --objective masked: build RoBERTa with the layer norm before "

@@ -138,7 +138,8 @@ def run(argv: list[str]) -> int:
         model = build_model(model_args.objective, model_args.model_config, tokenizer, data_args.max_length,
                             model_args.config_overrides_dict(), pre_layer_norm=model_args.pre_layer_norm,
                             sinusoidal_positions=model_args.sinusoidal_positions,
-                            local_attention_init=model_args.local_attention_init)
+                            local_attention_init=model_args.local_attention_init,
+                            local_attention_layers=model_args.local_attention_layers)
         source = (f"fresh {model_args.model_config}{' pre-layer-norm' if model_args.pre_layer_norm else ''}"
                   f"{' sinusoid-initialised' if model_args.sinusoidal_positions else ''}"
                   f"{' local-attention-initialised' if model_args.local_attention_init else ''} config")

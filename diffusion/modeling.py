@@ -134,13 +134,13 @@ def load_model(objective: str, name_or_dir: str):
 
 def build_model(objective: str, preset: str, tokenizer, max_length: int, overrides: dict[str, str] | None = None,
                 pre_layer_norm: bool = False, sinusoidal_positions: bool = False,
-                local_attention_init: bool = False):
+                local_attention_init: bool = False, local_attention_layers: int = 1):
     config = build_config(objective, preset, tokenizer, max_length, overrides, pre_layer_norm)
     model = model_class(objective).from_config(config)
     if sinusoidal_positions:
         init_sinusoidal_positions(model)
     if local_attention_init:
-        init_local_attention(model)
+        init_local_attention(model, layers=local_attention_layers)
     return model
 
 
@@ -181,7 +181,7 @@ LOCAL_ATTENTION_OFFSETS = (-1, 1, -2, 2)
 
 
 @torch.no_grad()
-def init_local_attention(model, offsets=LOCAL_ATTENTION_OFFSETS, peak_score: float = 8.0) -> None:
+def init_local_attention(model, offsets=LOCAL_ATTENTION_OFFSETS, peak_score: float = 8.0, layers: int = 1) -> None:
     """Start the first layer's heads as "previous/next token" heads. Masked LMs only.
 
     Why: a masked position holds only ``<mask>``, so everything a masked LM can say about it comes
@@ -224,8 +224,13 @@ def init_local_attention(model, offsets=LOCAL_ATTENTION_OFFSETS, peak_score: flo
     embeddings.word_embeddings.weight[:, :2 * pairs] = 0.0
     embeddings.token_type_embeddings.weight[:, :2 * pairs] = 0.0
 
-    attention = base.encoder.layer[0].attention.self
-    for head, offset in enumerate(offsets[:n_heads]):
+    for layer in base.encoder.layer[:layers]:
+        _point_heads_at_offsets(layer.attention.self, omega, offsets[:n_heads], head_dim, hidden, peak_score)
+
+
+def _point_heads_at_offsets(attention, omega, offsets, head_dim, hidden, peak_score) -> None:
+    pairs = head_dim // 2
+    for head, offset in enumerate(offsets):
         angle = omega * offset  # (F,)
         cos, sin = torch.cos(angle), torch.sin(angle)
         # Rotation taking (sin wp, cos wp) to (sin w(p+o), cos w(p+o)), one 2x2 block per pair.

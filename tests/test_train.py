@@ -292,6 +292,15 @@ def test_local_attention_init_points_the_first_heads_at_the_neighbours(tokenizer
         assert on_neighbour.min() > 0.5, (head, offset, on_neighbour)
     # Only the first layer is shaped; the second starts as a random init, near uniform.
     assert second[0, queries, queries - 1].max() < 0.3
+    # --local-attention-layers 2 shapes the second layer the same way.
+    torch.manual_seed(0)
+    two = build_model("masked", "tiny", tokenizer, 64, {"num_hidden_layers": "2"}, pre_layer_norm=True,
+                      local_attention_init=True, local_attention_layers=2).eval()
+    two.config._attn_implementation = "eager"
+    with torch.no_grad():
+        second = two(input_ids=ids, attention_mask=batch["attention_mask"], output_attentions=True).attentions[1][0]
+    for head, offset in enumerate(LOCAL_ATTENTION_OFFSETS):
+        assert second[head, queries, queries + offset].min() > 0.5, (head, offset)
     # The word embeddings start at zero in the position channel (the first head's dims).
     head_dim = model.config.hidden_size // model.config.num_attention_heads
     assert model.base_model.embeddings.word_embeddings.weight[:, :head_dim].abs().max() == 0
