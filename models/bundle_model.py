@@ -33,7 +33,7 @@ sys.path.insert(0, REPO)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from config import BUNDLED_DATASET  # noqa: E402
+from config import BUNDLED_DATASET, _flag_value  # noqa: E402
 from data_collator import DEFAULT_MASK_LEVELS, VariableMaskingCollator, format_level, pad_input_ids  # noqa: E402
 from diffusion.data import load_raw_datasets, tokenize_datasets  # noqa: E402
 from diffusion.modeling import count_parameters, load_diffusion_config, load_model, load_tokenizer  # noqa: E402
@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"{config.get('num_attention_heads', config.get('n_head'))} heads",
         "parameters": count_parameters(stored),
         "command": args.command,
-        "run_dir_name": os.path.basename(args.run_dir.rstrip("/")),
+        # The run folder as the command names it (--output_dir), else as given here.
+        "run_dir_name": _flag_value(args.command.split(), "--output-dir") or args.run_dir.rstrip("/"),
         "global_step": metrics["global_step"],
         "batch_size": training_args.per_device_train_batch_size * metrics.get("world_size", 1),
         "train_tokens": int(train_tokens * epochs),
