@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 
@@ -25,15 +26,15 @@ def micro_run(tmp_path_factory, small_corpus):
     return out
 
 
-def test_quick_test_cli_on_bundled_corpus(tmp_path):
-    """The README's main command, cut to a few steps: exit code, printed table, files."""
+def test_quick_test_cli_fine_tunes_the_bundled_base(tmp_path):
+    """The README's main command, cut to a few steps: exit code, printed table, files, and a
+    starting point far better than random (the bundled base, models/masked-base, is pretrained)."""
     out = tmp_path / "results"
     proc = run_script([sys.executable, "train.py", "--quick-test", "--max_steps", "4", "--logging_steps", "2",
                        "--max-eval-samples", "64", "--disable_tqdm", "true", "--output_dir", str(out)])
     assert proc.returncode == 0, proc.stderr[-3000:]
-    # No bundled base in this checkout yet (models/masked-base): the quick test trains from scratch.
-    assert "fresh tiny config, masked objective" in proc.stdout
-    assert "note: no bundled base at" in proc.stdout
+    assert "note: no bundled base" not in proc.stdout
+    assert re.search(r"^model: \S*models/masked-base, masked objective, 4\.\d\dM parameters", proc.stdout, re.M)
     assert "Held-out loss and masked-token accuracy per masking level (64 validation examples)" in proc.stdout
     table_rows = [line for line in proc.stdout.splitlines() if line.strip().split(" |")[0].strip() in LEVELS]
     assert len(table_rows) == 10
@@ -46,11 +47,34 @@ def test_quick_test_cli_on_bundled_corpus(tmp_path):
     assert settings["objective"] == "masked" and settings["max_length"] == 64 and settings["dataset"] == "wordnet"
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["global_step"] == 4
+    # A random init scores 0.000 at every level and word frequencies ~0.04 (README); the base far more.
+    assert metrics["initial"]["initial_acc_mask_0.1"] > 0.15
     for level in LEVELS:
+        assert 0.04 < metrics["initial"][f"initial_acc_mask_{level}"] <= 1
         assert 0 <= metrics["final"][f"eval_acc_mask_{level}"] <= 1
-        assert metrics["final"][f"eval_loss_mask_{level}"] < metrics["initial"][f"initial_loss_mask_{level}"]
     with Image.open(out / "loss_curves.png") as image:
         assert image.size == (800, 500)
+
+
+def test_quick_test_from_scratch_starts_at_random_and_learns(tmp_path):
+    out = tmp_path / "results"
+    proc = run_script([sys.executable, "train.py", "--quick-test", "--from-scratch", "--max_steps", "4",
+                       "--max-eval-samples", "64", "--disable_tqdm", "true", "--output_dir", str(out)])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "model: fresh tiny config, masked objective" in proc.stdout
+    metrics = json.loads((out / "metrics.json").read_text())
+    for level in LEVELS:
+        assert metrics["initial"][f"initial_acc_mask_{level}"] < 0.01
+        assert metrics["final"][f"eval_loss_mask_{level}"] < metrics["initial"][f"initial_loss_mask_{level}"]
+
+
+def test_quick_test_without_a_bundled_base_says_so(monkeypatch):
+    import config
+
+    monkeypatch.setattr(config, "BUNDLED_MASKED_MODEL", "/nonexistent/masked-base")
+    model, _, _, run, _ = config.parse_train_args(["--quick-test"])
+    assert model.model is None and model.model_config == "tiny"
+    assert run.note == "note: no bundled base at /nonexistent/masked-base; the quick test trains from scratch instead"
 
 
 def test_per_level_scalars_in_log_history(micro_run):
