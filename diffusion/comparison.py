@@ -22,6 +22,7 @@ What compare_models.py and benchmarks/quality.py share:
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from dataclasses import dataclass
@@ -124,11 +125,14 @@ def generate_causal(model, tokenizer, context: list[int], max_new_tokens: int, s
     x = torch.tensor([context] * num_samples, dtype=torch.long, device=device)  # (B, C)
     done = torch.zeros(num_samples, dtype=torch.bool, device=device)
     past, columns, times = None, [], []
+    # The KV cache is called `cache` (argument and output) from transformers 5.24 on, and
+    # `past_key_values` before; the old name still works there but warns.
+    cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
     _sync(device)
     started = time.perf_counter()
     for _ in range(max_new_tokens):
-        out = model(input_ids=x, past_key_values=past, use_cache=True)
-        past = out.past_key_values
+        out = model(input_ids=x, use_cache=True, **{cache_name: past})
+        past = out[cache_name]
         tokens, _ = sample_tokens(out.logits[:, -1], sampling, k, p, temperature, generator, banned)  # (B,)
         if eos is not None:
             tokens = torch.where(done, torch.full_like(tokens, eos), tokens)  # a finished row stays finished
