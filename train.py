@@ -81,6 +81,26 @@ def remove_run(output_dir: str) -> None:
         shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
+def earlier_stages(output_dir: str, resume_from: str | None) -> list[dict]:
+    """The completed train.py calls that led to the checkpoint being resumed.
+
+    A long schedule may be trained in several calls in one folder, each resuming the last one's
+    checkpoint with a longer --max_steps (the bundled models were). Hugging Face's train_runtime
+    counts only the current call, so metrics.json keeps a list of stages ({global_step,
+    train_runtime_s} each) and its total. Stages that end after the resumed checkpoint (a call that
+    was rewound) are dropped; time spent in a call that crashed before writing metrics.json is lost.
+    """
+    path = os.path.join(output_dir, "metrics.json")
+    if resume_from is None or not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        previous = json.load(f)
+    stages = previous.get("stages") or [{"global_step": previous.get("global_step", 0),
+                                         "train_runtime_s": previous.get("train_runtime_s", 0.0)}]
+    resumed_step = int(os.path.basename(resume_from.rstrip("/")).split("-")[-1])
+    return [stage for stage in stages if stage["global_step"] <= resumed_step]
+
+
 def save_final_model(trainer: Trainer, output_dir: str, diffusion_config: dict) -> str:
     """Write OUTPUT/final-model atomically: a crash mid-save never leaves a half-written model."""
     final = os.path.join(output_dir, "final-model")
@@ -230,6 +250,9 @@ def run(argv: list[str]) -> int:
     if not is_main:
         return 0
 
+    stages = earlier_stages(output_dir, resume_from) + [{
+        "global_step": trainer.state.global_step,
+        "train_runtime_s": round(train_result.metrics.get("train_runtime", float("nan")), 1)}]
     metrics = {
         "objective": model_args.objective,
         "model": source,
@@ -238,6 +261,9 @@ def run(argv: list[str]) -> int:
         "world_size": training_args.world_size,
         "train_runtime_s": round(train_result.metrics.get("train_runtime", float("nan")), 1),
         "train_loss": round(train_result.metrics.get("train_loss", float("nan")), 4),
+        # every call that trained this model, this one last (several when --resume extended it)
+        "stages": stages,
+        "total_train_runtime_s": round(sum(stage["train_runtime_s"] for stage in stages), 1),
         "eval_examples": len(eval_set),
         "initial": before,
         "final": after,

@@ -99,13 +99,18 @@ def card_text(name: str, info: dict, notes: str) -> str:
         "## How it was made",
         "",
         "```bash",
-        info["command"],
-        f"python models/bundle_model.py {info['run_dir_name']} models/{name} --command \"...\"",
+        *info["commands"],
+        f"python models/bundle_model.py {info['run_dir_name']} models/{name}"
+        + " --command \"...\"" * len(info["commands"]),
         "```",
         "",
         f"- Steps: {info['global_step']:,} of batch {info['batch_size']} documents "
         f"({info['train_tokens'] / 1e6:.1f}M tokens seen, {info['epochs']:.1f} epochs of the corpus)",
         f"- Training wall time: {info['train_runtime_s'] / 60:.0f} min ({info['train_runtime_s']:.0f} s)",
+        *([f"- Trained in {len(info['stages'])} calls of `train.py` in one folder, each resuming the last "
+             "checkpoint with a longer `--max_steps`: "
+             + ", ".join(f"to step {st['global_step']:,} in {st['train_runtime_s']:.0f} s" for st in info["stages"])]
+          if len(info["stages"]) > 1 else []),
         f"- Machine: {info['machine']}; {info['threads_note']}",
         f"- Final training loss: {info['train_loss']}",
         "",
@@ -132,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a finished train.py --output_dir (with final-model/ and metrics.json)")
     parser.add_argument("output", help="the bundled folder to write, e.g. models/masked-base")
-    parser.add_argument("--command", required=True, help="the exact train.py command that made the run")
+    parser.add_argument("--command", required=True, action="append",
+                        help="the exact train.py command that made the run; repeat it, in order, for a run "
+                             "trained in several calls (each later one with --resume and a longer --max_steps)")
     parser.add_argument("--notes", help="a markdown file appended to the card (choices made, and why)")
     parser.add_argument("--threads-note", default="", help="how the CPU was shared during training")
     parser.add_argument("--max-eval-samples", type=int, help="measure on the first N held-out documents (default: all)")
@@ -182,14 +189,17 @@ def main(argv: list[str] | None = None) -> int:
                           f"hidden {config.get('hidden_size', config.get('n_embd'))}, "
                           f"{config.get('num_attention_heads', config.get('n_head'))} heads",
         "parameters": count_parameters(stored),
-        "command": args.command,
+        "commands": args.command,
         # The run folder as the command names it (--output_dir), else as given here.
-        "run_dir_name": _flag_value(args.command.split(), "--output-dir") or args.run_dir.rstrip("/"),
+        "run_dir_name": _flag_value(args.command[-1].split(), "--output-dir") or args.run_dir.rstrip("/"),
         "global_step": metrics["global_step"],
         "batch_size": training_args.per_device_train_batch_size * metrics.get("world_size", 1),
         "train_tokens": int(train_tokens * epochs),
         "epochs": epochs,
-        "train_runtime_s": metrics["train_runtime_s"],
+        # All the calls that trained it (train.py records each --resume as a stage).
+        "stages": metrics.get("stages") or [{"global_step": metrics["global_step"],
+                                             "train_runtime_s": metrics["train_runtime_s"]}],
+        "train_runtime_s": metrics.get("total_train_runtime_s", metrics["train_runtime_s"]),
         "train_loss": metrics["train_loss"],
         "machine": machine_line(),
         "threads_note": args.threads_note or "training had the machine to itself",

@@ -46,7 +46,9 @@ def test_card_states_command_and_measured_numbers(bundled):
     objective, out, command = bundled
     text = (out / "README.md").read_text()
     info = json.loads((out / "card.json").read_text())
-    assert info["command"] == command and command in text
+    assert info["commands"] == [command] and command in text
+    assert info["stages"] == [{"global_step": 2, "train_runtime_s": info["train_runtime_s"]}]
+    assert "calls of `train.py`" not in text  # one call: no stage line
     assert info["global_step"] == 2 and info["eval"]["examples"] == 32
     if objective == "masked":
         assert len(info["eval"]["per_level"]) == 10

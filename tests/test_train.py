@@ -167,6 +167,25 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, small_corpus):
     assert abs(final_a["eval_loss"] - final_b["eval_loss"]) < 1e-6
 
 
+def test_resume_with_a_longer_schedule_records_every_stage(tmp_path, small_corpus):
+    """Training extended in the same folder (4 steps, then --resume to 6): metrics.json lists both
+    calls, and its total wall time is their sum, not only the last call's."""
+    common = MICRO_MODEL + FAST + ["--dataset", small_corpus, "--save_steps", "2", "--output_dir", str(tmp_path)]
+    assert train_in_process(common + ["--max_steps", "4"]) == 0
+    first = json.loads((tmp_path / "metrics.json").read_text())
+    assert [s["global_step"] for s in first["stages"]] == [4]
+    assert first["total_train_runtime_s"] == first["train_runtime_s"] > 0
+
+    assert train_in_process(common + ["--max_steps", "6", "--resume"]) == 0
+    second = json.loads((tmp_path / "metrics.json").read_text())
+    assert second["global_step"] == 6
+    assert [s["global_step"] for s in second["stages"]] == [4, 6]
+    assert second["stages"][0]["train_runtime_s"] == first["train_runtime_s"]
+    assert second["stages"][1]["train_runtime_s"] == second["train_runtime_s"]
+    assert second["total_train_runtime_s"] == pytest.approx(first["train_runtime_s"] + second["train_runtime_s"],
+                                                            abs=0.11)
+
+
 def test_two_process_ddp_on_cpu(tmp_path, small_corpus):
     out = tmp_path / "ddp"
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
