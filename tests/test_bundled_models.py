@@ -61,8 +61,15 @@ def test_weights_fit_the_40_mb_budget():
 def test_card_states_command_data_steps_time_machine_and_numbers(objective):
     info = card(objective)
     text = open(os.path.join(MODELS[objective], "README.md")).read()
-    assert info["command"].startswith("python train.py") and info["command"] in text
-    assert f"--objective {objective}" in info["command"]
+    for command in info["commands"]:
+        assert command.startswith("python train.py") and command in text
+        assert f"--objective {objective}" in command
+    # The last call trained to the final step; with several calls, each later one resumed the last.
+    assert f"--max_steps {info['global_step']} " in info["commands"][-1] + " "
+    assert [s["global_step"] for s in info["stages"]][-1] == info["global_step"]
+    assert len(info["stages"]) == len(info["commands"])
+    assert all("--resume" in command for command in info["commands"][1:])
+    assert info["train_runtime_s"] == pytest.approx(sum(s["train_runtime_s"] for s in info["stages"]), abs=0.5)
     assert f"Steps: {info['global_step']:,}" in text and info["global_step"] >= 1000
     assert f"({info['train_runtime_s']:.0f} s)" in text and "Machine: " in text and "cores" in info["machine"]
     assert "data/wordnet" in text
