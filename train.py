@@ -250,16 +250,16 @@ def run(argv: list[str]) -> int:
     if not is_main:
         return 0
 
-    stages = earlier_stages(output_dir, resume_from) + [{
-        "global_step": trainer.state.global_step,
-        "train_runtime_s": round(train_result.metrics.get("train_runtime", float("nan")), 1)}]
+    runtime_s = round(train_result.metrics.get("train_runtime", float("nan")), 1)  # this call only
+    stages = earlier_stages(output_dir, resume_from) + [{"global_step": trainer.state.global_step,
+                                                         "train_runtime_s": runtime_s}]
     metrics = {
         "objective": model_args.objective,
         "model": source,
         "parameters": count_parameters(model),
         "global_step": trainer.state.global_step,
         "world_size": training_args.world_size,
-        "train_runtime_s": round(train_result.metrics.get("train_runtime", float("nan")), 1),
+        "train_runtime_s": runtime_s,
         "train_loss": round(train_result.metrics.get("train_loss", float("nan")), 4),
         # every call that trained this model, this one last (several when --resume extended it)
         "stages": stages,

@@ -181,6 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     # Tokens seen: non-pad tokens of the batches the run consumed (documents average ~20 tokens).
     train_tokens = sum(data["train"]["length"])
     epochs = float(metrics.get("final", {}).get("epoch", 0.0))
+    # All the calls that trained it (train.py records each --resume as a stage; older runs: one).
+    stages = metrics.get("stages") or [{"global_step": metrics["global_step"],
+                                        "train_runtime_s": metrics["train_runtime_s"]}]
     info = {
         "name": os.path.basename(args.output.rstrip("/")),
         "objective": objective,
@@ -196,10 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         "batch_size": training_args.per_device_train_batch_size * metrics.get("world_size", 1),
         "train_tokens": int(train_tokens * epochs),
         "epochs": epochs,
-        # All the calls that trained it (train.py records each --resume as a stage).
-        "stages": metrics.get("stages") or [{"global_step": metrics["global_step"],
-                                             "train_runtime_s": metrics["train_runtime_s"]}],
-        "train_runtime_s": metrics.get("total_train_runtime_s", metrics["train_runtime_s"]),
+        "stages": stages,
+        "train_runtime_s": round(sum(stage["train_runtime_s"] for stage in stages), 1),
         "train_loss": metrics["train_loss"],
         "machine": machine_line(),
         "threads_note": args.threads_note or "training had the machine to itself",
