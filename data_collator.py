@@ -21,6 +21,13 @@ Differences from ``DataCollatorForLanguageModeling``: the rate varies per exampl
 batch), masked tokens become ``<mask>`` only (no 80/10/10 replacement, since the diffusion
 forward process has a single absorbing state), and the first ``prefix_len`` text tokens are
 never masked so that the model learns to continue a fixed prompt.
+
+With ``eos_padding_length=N`` every example is padded to N tokens with ``</s>`` instead of
+``<pad>``; those ``</s>`` are attended and maskable like text, so the model learns to predict
+where a text ends and that everything after the end is ``</s>`` (the padding of LLaDA's SFT,
+Nie et al. 2025, Sec. 2.3). Generation fills a fixed window, so a model trained this way ends
+its texts, and it is sure of the ``</s>`` tail early: confidence-threshold decoding then commits
+the tail in a few passes (Fast-dLLM).
 """
 
 from __future__ import annotations
@@ -119,6 +126,7 @@ class VariableMaskingCollator:
     prefix_len: int = 0
     seed: int = 0
     pad_to_multiple_of: int | None = None
+    eos_padding_length: int | None = None  # pad with maskable </s> to this length (see the module docstring)
     generator: torch.Generator = field(init=False, repr=False)
     consumed_state: torch.Tensor = field(init=False, repr=False)
 
@@ -138,12 +146,21 @@ class VariableMaskingCollator:
             raise ValueError(f"eps must lie in (0, 1), got {self.eps}")
         if self.prefix_len < 0:
             raise ValueError(f"prefix_len must be >= 0, got {self.prefix_len}")
+        if self.eos_padding_length is not None:
+            if self.tokenizer.eos_token_id is None:
+                raise ValueError("eos_padding_length needs a tokenizer with an end-of-text token (</s>)")
+            if self.eos_padding_length < 3:
+                raise ValueError(f"eos_padding_length must be at least 3, got {self.eos_padding_length}")
         schedules.get_schedule(self.schedule)  # unknown names fail here, listing the known ones
         self.mask_levels = tuple(sorted(float(level) for level in self.mask_levels))
         self.generator = torch.Generator().manual_seed(self.seed)
         self.consumed_state = self.generator.get_state()
         self._states_after_call: deque[torch.Tensor] = deque(maxlen=1024)  # collated, not yet consumed
-        self._special_ids = sorted(set(self.tokenizer.all_special_ids))
+        # Ids that are never masked. With EOS padding </s> is a target like any text token.
+        never_masked = set(self.tokenizer.all_special_ids)
+        if self.eos_padding_length is not None:
+            never_masked.discard(self.tokenizer.eos_token_id)
+        self._special_ids = sorted(never_masked)
 
     def sample_rates(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``(mask_rate, elbo_weight)``, each (B,) float32."""
@@ -165,7 +182,15 @@ class VariableMaskingCollator:
 
     def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
         self._reseed_in_worker()
-        input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
+        if self.eos_padding_length is None:
+            input_ids, attention_mask = pad_input_ids(examples, self.tokenizer.pad_token_id, self.pad_to_multiple_of)
+        else:
+            # <s> text </s> </s> ... </s>, at least eos_padding_length wide, every position attended.
+            padded = [{"input_ids": list(e["input_ids"])
+                       + [self.tokenizer.eos_token_id] * (self.eos_padding_length - len(e["input_ids"]))}
+                      for e in examples]
+            input_ids, attention_mask = pad_input_ids(padded, self.tokenizer.eos_token_id, self.pad_to_multiple_of)
+            attention_mask.fill_(1)
         maskable = maskable_positions(input_ids, attention_mask, self._special_ids, self.prefix_len)
         rates, weights = self.sample_rates(len(examples))
         masked = choose_masked(maskable, rates, self.generator)  # (B, L) bool

@@ -197,6 +197,7 @@ def run(argv: list[str]) -> int:
             tokenizer, mask_levels=diff_args.mask_levels, rate_sampling=diff_args.rate_sampling,
             schedule=diff_args.schedule, per_example=diff_args.mask_rate_per == "example",
             prefix_len=diff_args.prefix_len, seed=training_args.seed + training_args.process_index,
+            eos_padding_length=data_args.max_length if diff_args.eos_padding else None,
         )
         trainer = DiffusionTrainer(data_collator=collator, loss_weighting=diff_args.loss_weighting,
                                    eval_mask_levels=diff_args.eval_mask_levels, **common)
@@ -240,6 +241,7 @@ def run(argv: list[str]) -> int:
         "schedule": diff_args.schedule,
         "mask_rate_per": diff_args.mask_rate_per,
         "prefix_len": diff_args.prefix_len,
+        "eos_padding": diff_args.eos_padding,
         "loss_weighting": diff_args.loss_weighting,
         "max_length": data_args.max_length,
         "dataset": data_args.data_dir or data_args.dataset,

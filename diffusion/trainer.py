@@ -175,48 +175,70 @@ def evaluate_per_level(model, dataset, collator: VariableMaskingCollator, levels
     Batch b is evaluated by process ``b % world_size``; its masks at level j come from a
     generator seeded with (seed, b, j), so the result does not depend on the number of
     processes.  ``reduce`` sums a tensor over processes (identity when None).
-    Returns {level: {"loss": mean CE over masked tokens, "accuracy": ..., "tokens": count}}.
+    Returns {level: {"loss": mean CE over masked tokens, "accuracy": ..., "tokens": count}}, plus
+    "end_loss", "end_accuracy", "end_tokens" when the collator pads with </s>: the same at the
+    masked *first* </s> of each EOS-padded row, the position where the text ends (the </s> after
+    it are easy once one is known).
     """
     levels = [float(level) for level in levels]
-    eval_collators = [
-        VariableMaskingCollator(collator.tokenizer, mask_levels=(level,), prefix_len=collator.prefix_len)
-        for level in levels
-    ]
+    # Text accuracy is always measured the same way (<pad> padding, </s> never masked), so numbers
+    # stay comparable between models trained with and without EOS padding. A model trained with it
+    # is also scored where the text ends in EOS-padded rows: does it know where to stop?
+    protocols = {"text": {}}
+    if collator.eos_padding_length is not None:
+        protocols["end"] = {"eos_padding_length": collator.eos_padding_length}
+    eval_collators = {
+        (name, j): VariableMaskingCollator(collator.tokenizer, mask_levels=(level,), prefix_len=collator.prefix_len,
+                                           **extra)
+        for name, extra in protocols.items() for j, level in enumerate(levels)
+    }
+    eos_id = collator.tokenizer.eos_token_id
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    stats = torch.zeros(len(levels), 3, dtype=torch.float64, device=device)  # loss sum, correct, count
+    # per protocol and level: loss sum, correct, count
+    stats = {name: torch.zeros(len(levels), 3, dtype=torch.float64, device=device) for name in protocols}
     n_batches = math.ceil(len(dataset) / batch_size)
     my_batches = [b for b in range(n_batches) if b % world_size == rank]
-    bar = tqdm(total=len(my_batches) * len(levels), desc="Evaluating per level", disable=not show_progress,
-               leave=False)
+    bar = tqdm(total=len(my_batches) * len(eval_collators), desc="Evaluating per level",
+               disable=not show_progress, leave=False)
     for b in my_batches:
         rows = dataset[b * batch_size:(b + 1) * batch_size]["input_ids"]
         examples = [{"input_ids": ids} for ids in rows]
-        for j, eval_collator in enumerate(eval_collators):
+        for (name, j), eval_collator in eval_collators.items():
             eval_collator.generator.manual_seed(seed * 1_000_003 + b * 1_009 + j)
             batch = eval_collator(examples)
             masked = batch["labels"] != -100
+            if name == "end":  # score only the first </s> of each row (B, L)
+                original = torch.where(masked, batch["labels"], batch["input_ids"])
+                is_eos = original == eos_id
+                masked &= is_eos & (is_eos.long().cumsum(dim=1) == 1)
             logits = masked_logits(model, batch["input_ids"].to(device), batch["attention_mask"].to(device),
                                    masked.to(device))
             targets = batch["labels"][masked].to(device)
-            stats[j, 0] += F.cross_entropy(logits.float(), targets, reduction="sum").double()
-            stats[j, 1] += (logits.argmax(dim=-1) == targets).sum()
-            stats[j, 2] += targets.numel()
+            stats[name][j, 0] += F.cross_entropy(logits.float(), targets, reduction="sum").double()
+            stats[name][j, 1] += (logits.argmax(dim=-1) == targets).sum()
+            stats[name][j, 2] += targets.numel()
             bar.update(1)
     bar.close()
     if reduce is not None:
-        stats = reduce(stats)
+        stats = {name: reduce(s) for name, s in stats.items()}
     model.train(was_training)
-    stats = stats.cpu()
-    return {
-        level: {
-            "loss": float(stats[j, 0] / stats[j, 2]) if stats[j, 2] else float("nan"),
-            "accuracy": float(stats[j, 1] / stats[j, 2]) if stats[j, 2] else float("nan"),
-            "tokens": int(stats[j, 2]),
+    stats = {name: s.cpu() for name, s in stats.items()}
+
+    def summary(s: torch.Tensor, j: int, key: str = "") -> dict[str, float]:
+        return {
+            f"{key}loss": float(s[j, 0] / s[j, 2]) if s[j, 2] else float("nan"),
+            f"{key}accuracy": float(s[j, 1] / s[j, 2]) if s[j, 2] else float("nan"),
+            f"{key}tokens": int(s[j, 2]),
         }
-        for j, level in enumerate(levels)
-    }
+
+    results = {}
+    for j, level in enumerate(levels):
+        results[level] = summary(stats["text"], j)
+        if "end" in stats:
+            results[level].update(summary(stats["end"], j, key="end_"))
+    return results
 
 
 def per_level_metrics(results: dict[float, dict[str, float]], prefix: str = "eval") -> dict[str, float]:
@@ -225,6 +247,8 @@ def per_level_metrics(results: dict[float, dict[str, float]], prefix: str = "eva
     for level, r in results.items():
         metrics[f"{prefix}_loss_mask_{format_level(level)}"] = round(r["loss"], 4)
         metrics[f"{prefix}_acc_mask_{format_level(level)}"] = round(r["accuracy"], 4)
+        if "end_accuracy" in r:
+            metrics[f"{prefix}_end_acc_mask_{format_level(level)}"] = round(r["end_accuracy"], 4)
     metrics[f"{prefix}_loss"] = round(sum(r["loss"] for r in results.values()) / len(results), 4)
     metrics[f"{prefix}_acc"] = round(sum(r["accuracy"] for r in results.values()) / len(results), 4)
     return metrics

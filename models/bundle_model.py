@@ -68,18 +68,24 @@ def causal_perplexity(model, dataset, pad_id: int, batch_size: int = 64) -> dict
     return {"loss": round(loss, 4), "perplexity": round(math.exp(loss), 2), "tokens": count}
 
 
-def measure(model, tokenizer, objective: str, validation, max_examples: int | None = None) -> dict:
-    """Held-out numbers of ``model`` on ``validation`` (tokenised rows with input_ids and length)."""
+def measure(model, tokenizer, objective: str, validation, max_examples: int | None = None,
+            eos_padding_length: int | None = None) -> dict:
+    """Held-out numbers of ``model`` on ``validation`` (tokenised rows with input_ids and length).
+
+    A masked model trained with --eos-padding is also scored on the </s> of rows padded to
+    ``eos_padding_length`` (its "end_accuracy" per level: does it know where texts end?).
+    """
     if max_examples is not None:
         validation = validation.select(range(min(max_examples, len(validation))))
     validation = validation.sort("length")  # less padding per batch
     if objective == "causal":
         return {"examples": len(validation), **causal_perplexity(model, validation, tokenizer.pad_token_id)}
-    collator = VariableMaskingCollator(tokenizer, mask_levels=DEFAULT_MASK_LEVELS)
+    collator = VariableMaskingCollator(tokenizer, mask_levels=DEFAULT_MASK_LEVELS, eos_padding_length=eos_padding_length)
     results = evaluate_per_level(model, validation, collator, DEFAULT_MASK_LEVELS, batch_size=128, seed=0,
                                  show_progress=True)
+    keys = ("loss", "accuracy", "end_accuracy")
     return {"examples": len(validation),
-            "per_level": {format_level(level): {"loss": round(r["loss"], 4), "accuracy": round(r["accuracy"], 4)}
+            "per_level": {format_level(level): {k: round(r[k], 4) for k in keys if k in r}
                           for level, r in results.items()}}
 
 
@@ -121,9 +127,15 @@ def card_text(name: str, info: dict, notes: str) -> str:
         "",
     ]
     if masked:
-        lines += ["mask level | loss | masked-token accuracy", "---|---|---"]
-        for level, r in info["eval"]["per_level"].items():
-            lines.append(f"{level} | {r['loss']:.3f} | {r['accuracy']:.3f}")
+        per_level = info["eval"]["per_level"]
+        if all("end_accuracy" in r for r in per_level.values()):
+            lines += ["mask level | loss | masked-token accuracy | end-of-text accuracy (first `</s>`, EOS-padded rows)",
+                      "---|---|---|---"]
+            lines += [f"{level} | {r['loss']:.3f} | {r['accuracy']:.3f} | {r['end_accuracy']:.3f}"
+                      for level, r in per_level.items()]
+        else:
+            lines += ["mask level | loss | masked-token accuracy", "---|---|---"]
+            lines += [f"{level} | {r['loss']:.3f} | {r['accuracy']:.3f}" for level, r in per_level.items()]
     else:
         ev = info["eval"]
         lines += [f"- Per-token loss {ev['loss']:.3f} nats, **perplexity {ev['perplexity']:.1f}** "
@@ -176,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     assert stored.dtype == torch.float32, stored.dtype
     max_length = diffusion_config.get("max_length", 128)
     data = tokenize_datasets(load_raw_datasets(BUNDLED_DATASET), tokenizer, max_length=max_length)
-    evaluation = measure(stored, tokenizer, objective, data["validation"], args.max_eval_samples)
+    evaluation = measure(stored, tokenizer, objective, data["validation"], args.max_eval_samples,
+                         eos_padding_length=max_length if diffusion_config.get("eos_padding") else None)
 
     # Tokens seen: non-pad tokens of the batches the run consumed (documents average ~20 tokens).
     train_tokens = sum(data["train"]["length"])

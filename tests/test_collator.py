@@ -154,3 +154,34 @@ def test_consumed_state_lags_prefetched_batches(tokenizer):
     reference = VariableMaskingCollator(tokenizer, seed=5)
     reference(examples)
     assert torch.equal(resumed(examples)["input_ids"], reference(examples)["input_ids"])
+
+
+def test_eos_padding_pads_with_maskable_end_tokens(tokenizer):
+    """--eos-padding: rows are </s>-padded to the length, attended, and </s> becomes a target."""
+    examples = encode(tokenizer, ["the dog barked all night", "a short one."])
+    eos, bos = tokenizer.eos_token_id, tokenizer.bos_token_id
+    collate = VariableMaskingCollator(tokenizer, mask_levels=(1.0,), eos_padding_length=16, seed=0)
+    batch = collate(examples)
+    assert batch["input_ids"].shape == (2, 16)
+    assert torch.all(batch["attention_mask"] == 1)  # the </s> tail is attended
+    labels = batch["labels"]
+    for row, example in enumerate(examples):
+        n = len(example["input_ids"])
+        expected = example["input_ids"][:-1] + [eos] * (16 - n + 1)  # text, then </s> to the end
+        # At 100% everything but <s> is masked and is a target, the </s> tail included.
+        assert labels[row, 0] == -100 and batch["input_ids"][row, 0] == bos
+        assert labels[row, 1:].tolist() == expected[1:]
+        assert int(batch["num_maskable"][row]) == 15
+    # Without it, <pad> fills the tail, unattended, and </s> is never a target.
+    plain = VariableMaskingCollator(tokenizer, mask_levels=(1.0,), seed=0)(examples)
+    assert not (plain["labels"] == eos).any()
+    assert plain["attention_mask"][1].sum() == len(examples[1]["input_ids"])
+
+
+def test_eos_padding_leaves_long_rows_whole(tokenizer):
+    examples = encode(tokenizer, [TEXTS[0], "a short one."])
+    n_long = len(examples[0]["input_ids"])
+    batch = VariableMaskingCollator(tokenizer, eos_padding_length=8, seed=0)(examples)
+    assert batch["input_ids"].shape == (2, n_long)  # never truncates: --max-length does that
+    with pytest.raises(ValueError, match="at least 3"):
+        VariableMaskingCollator(tokenizer, eos_padding_length=2)
