@@ -126,8 +126,9 @@ def run(argv: list[str]) -> int:
     json_path = args.json or os.path.splitext(args.output)[0] + ".json"
 
     device = pick_device(args.device)
-    model, tokenizer, _, _, max_length = generate.load_generator_model(
-        SimpleNamespace(checkpoint=masked_name, max_length=args.max_length))
+    loaded = SimpleNamespace(checkpoint=masked_name, max_length=args.max_length, block_length=args.block_length)
+    model, tokenizer, _, _, max_length = generate.load_generator_model(loaded)
+    args.block_length = loaded.block_length  # the model's default (blocks of 8 after --eos-padding) if none given
     gpt2, gpt2_tokenizer = load_causal(causal_name)
     judge = load_causal(args.judge, "--judge") if args.judge else None
     print(f"diffusion model: {masked_name} ({masked_why})")

@@ -33,7 +33,7 @@ from diffusion.modeling import (  # noqa: E402
     pick_device,
     resolve_checkpoint,
 )
-from diffusion.unmasking import DecodeResult, build_prompt, decode, token_strings  # noqa: E402
+from diffusion.unmasking import DecodeResult, build_prompt, decode, default_block_length, token_strings  # noqa: E402
 
 DEFAULT_MAX_LENGTH = 64
 
@@ -50,6 +50,10 @@ def load_generator_model(args: GenerateArguments):
     max_length = args.max_length or load_diffusion_config(checkpoint).get("max_length") or min(DEFAULT_MAX_LENGTH, usable or 512)
     if usable and max_length > usable:
         raise ValueError(f"--max-length {max_length} is longer than the {usable} positions {checkpoint!r} was built for")
+    if args.block_length is None:  # the model's own default (blocks of 8 after --eos-padding), else one block
+        args.block_length = default_block_length(load_diffusion_config(checkpoint))
+        if args.block_length:
+            why += f"; trained with --eos-padding, so blocks of {args.block_length} (--block-length 0: none)"
     return model, tokenizer, checkpoint, why, max_length
 
 
@@ -103,7 +107,8 @@ def run(argv: list[str]) -> int:
     n_generated = int(prompt.generate[0].sum())
     print(f"{n_generated} positions x {args.num_samples} samples, {options.steps} steps ({options.schedule}), "
           f"{options.sampling} sampling, {options.remasking} remasking"
-          f"{', refine' if options.refine else ''}{f', threshold {options.threshold}' if options.threshold else ''}: "
+          f"{', refine' if options.refine else ''}{f', threshold {options.threshold}' if options.threshold else ''}"
+          f"{f', blocks of {options.block_length}' if options.block_length else ''}: "
           f"{result.forward_passes} forward passes, {seconds:.2f} s")
     if args.show_steps:
         for b in range(args.num_samples):

@@ -42,9 +42,9 @@ import torch  # noqa: E402
 import compare_models  # noqa: E402  (model resolution, shared with the side-by-side script; quiet logging)
 from config import QualityArguments, parse_quality_args  # noqa: E402
 from diffusion.comparison import causal_context, check_judge, continuations, generate_causal, position_limit  # noqa: E402
-from diffusion.modeling import ModelLoadError, load_model, load_tokenizer, pick_device  # noqa: E402
+from diffusion.modeling import ModelLoadError, load_diffusion_config, load_model, load_tokenizer, pick_device  # noqa: E402
 from diffusion.text_metrics import judge_perplexity  # noqa: E402
-from diffusion.unmasking import DecodeOptions, Prompt, decode  # noqa: E402
+from diffusion.unmasking import DecodeOptions, Prompt, decode, default_block_length  # noqa: E402
 
 METRIC_MODULE = os.path.join(REPO_ROOT, "diffusion", "metrics", "text_diversity")
 VALIDATION = os.path.join(REPO_ROOT, "data", "wordnet", "validation.jsonl.gz")
@@ -72,17 +72,19 @@ def diffusion_prompt(tokenizer, prompt_ids: list[int], n_new: int, samples: int)
 
 def diffusion_settings(args: QualityArguments) -> list[tuple[str, dict, DecodeOptions]]:
     steps = sorted({min(s, args.max_new_tokens) for s in args.steps})
-    common = dict(sampling=args.sampling, k=args.k, p=args.p, temperature=args.temperature)
+    common = dict(sampling=args.sampling, k=args.k, p=args.p, temperature=args.temperature,
+                  block_length=args.block_length or None)
+    blocks = f", blocks of {args.block_length}" if args.block_length else ""
     out = []
     for s in steps:
         for schedule in args.schedules:
             for remasking in args.remasking:
-                out.append((f"{s} steps, {schedule}, {remasking}",
+                out.append((f"{s} steps, {schedule}, {remasking}{blocks}",
                             dict(steps=s, schedule=schedule, remasking=remasking, threshold=None),
                             DecodeOptions(steps=s, schedule=schedule, remasking=remasking, **common)))
     if args.threshold is not None:
         s = max(steps)
-        out.append((f"threshold {args.threshold} (<= {s} steps), linear, low-confidence",
+        out.append((f"threshold {args.threshold} (<= {s} steps), linear, low-confidence{blocks}",
                     dict(steps=s, schedule="linear", remasking="low-confidence", threshold=args.threshold),
                     DecodeOptions(steps=s, threshold=args.threshold, **common)))
     return out
@@ -108,6 +110,8 @@ def run(argv: list[str]) -> int:
 
     device = pick_device(args.device)
     model = load_model("masked", masked_name).eval().to(device)
+    if args.block_length is None:  # the model's own default, as in generate.py
+        args.block_length = default_block_length(load_diffusion_config(masked_name))
     tokenizer = load_tokenizer(masked_name)
     if tokenizer.mask_token_id is None:
         raise ModelLoadError(f"the tokenizer of {masked_name!r} has no mask token")
@@ -137,7 +141,8 @@ def run(argv: list[str]) -> int:
     print(f"diffusion model: {masked_name} ({masked_why})")
     print(f"autoregressive model: {causal_name} ({causal_why})")
     print(f"judge: {args.judge or 'none (no judge perplexity; pass --judge)'}")
-    print(f"{n} held-out prompts x {samples} samples x {args.max_new_tokens} new tokens, {args.sampling} sampling")
+    print(f"{n} held-out prompts x {samples} samples x {args.max_new_tokens} new tokens, {args.sampling} sampling"
+          + (f", diffusion in blocks of {args.block_length}" if args.block_length else ""))
 
     # One warm-up call each, so the first setting does not pay for first-call allocation.
     decode(model, tokenizer, diffusion_prompt(tokenizer, prompt_ids[0], args.max_new_tokens, 1), DecodeOptions(steps=1))

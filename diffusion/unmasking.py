@@ -12,9 +12,14 @@ at t_k = 1 - k/N); *which* ones are committed is the remasking rule:
   positions and re-masks the least confident ones, so committed tokens can still change;
 * ``threshold=P``: also commit every prediction whose probability exceeds P, so confident
   stretches are decoded in parallel and the loop may end in fewer forward passes than steps
-  (Fast-dLLM, Wu et al. 2025); at least one position is committed per step;
+  (Fast-dLLM, Wu et al. 2025); at least one position is committed per step.  It also stops as
+  soon as every text is complete (a committed ``</s>`` with nothing masked before it): what
+  follows the first ``</s>`` is dropped anyway, so the rest is filled with ``</s>`` unseen;
 * ``block_length=B``: semi-autoregressive decoding, blocks of B positions left to right, each
-  unmasked with its share of the steps (LLaDA's semi-autoregressive remasking).
+  unmasked with its share of the steps (LLaDA's semi-autoregressive remasking).  A model trained
+  with ``--eos-padding`` needs it: it is surest of the ``</s>`` tail, so low-confidence remasking
+  over the whole window commits ``</s>`` from the right until the text is one or two words long
+  (measured in docs/BENCHMARKS.md); blocks keep the end of the text where the text has got to.
 
     prompt = build_prompt(tokenizer, prefix="A dog is", max_length=32, num_samples=4)
     result = decode(model, tokenizer, prompt, DecodeOptions(steps=10, sampling="topk", k=50, seed=0))
@@ -35,6 +40,14 @@ from diffusion.sampling import check_sampling_args, sample_tokens
 
 MASK_PLACEHOLDER = "[MASK]"
 REMASKING_RULES = ("low-confidence", "random")
+# Block length used when none is asked for and the model was trained with --eos-padding: of 8, 16
+# and 32 on the bundled model, only 8 kept texts at the corpus's length (docs/BENCHMARKS.md).
+EOS_PADDED_BLOCK_LENGTH = 8
+
+
+def default_block_length(diffusion_config: dict) -> int | None:
+    """The block length a model's training asks for: EOS_PADDED_BLOCK_LENGTH after --eos-padding, else none."""
+    return EOS_PADDED_BLOCK_LENGTH if diffusion_config.get("eos_padding") else None
 
 
 @dataclass
@@ -222,12 +235,33 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
             x = new_x
             trace.append(Step(x.cpu().clone(), (x == mask_id).cpu(), revealed.cpu(),
                               torch.where(revealed, confidence, torch.zeros_like(confidence)).cpu()))
-            if options.threshold is not None and not (in_block & (x == mask_id)).any():
-                break  # this block is done early: the saving of parallel decoding
+            if options.threshold is not None and (not (in_block & (x == mask_id)).any()
+                                                  or _texts_complete(x, generate, mask_id, tokenizer.eos_token_id)):
+                break  # this block (or every text) is done early: the saving of parallel decoding
+        if options.threshold is not None and _texts_complete(x, generate, mask_id, tokenizer.eos_token_id):
+            # Every text has ended: fill what is left with </s> (it is dropped) and skip the passes.
+            tail = generate & (x == mask_id)
+            x = x.masked_fill(tail, tokenizer.eos_token_id)
+            # probs 0: filled, not predicted
+            trace.append(Step(x.cpu().clone(), (x == mask_id).cpu(), tail.cpu(), torch.zeros(x.shape)))
+            break
 
     assert not (generate & (x == mask_id)).any(), "decoding left masks behind"
     texts = [decode_text(tokenizer, row) for row in x.cpu().tolist()]
     return DecodeResult(ids=x.cpu(), texts=texts, trace=trace, forward_passes=passes, generate=prompt.generate)
+
+
+def _texts_complete(x: torch.Tensor, generate: torch.Tensor, mask_id: int, eos_id: int) -> bool:
+    """True when every row has a committed </s> among its generated positions with no mask before it.
+
+    x, generate: (B, L).  Positions after that </s> cannot change the text (decode_text drops them).
+    """
+    ended = generate & (x == eos_id)  # (B, L)
+    if not (x == mask_id).any() or not ended.any(dim=1).all():
+        return False  # nothing left to save, or a text still open
+    first_end = ended.float().argmax(dim=1)  # (B,) column of each row's first generated </s>
+    before = torch.arange(x.shape[1], device=x.device)[None, :] < first_end[:, None]  # (B, L)
+    return not (before & (x == mask_id)).any()
 
 
 def decode_text(tokenizer, ids: list[int]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -110,10 +111,46 @@ def test_topk_with_k1_equals_greedy(model, tokenizer):
 def test_threshold_never_uses_more_passes_than_steps(model, tokenizer, threshold):
     _, result = run(model, tokenizer, steps=10, threshold=threshold, max_length=30)
     assert 1 <= result.forward_passes <= 10
-    assert len(result.trace) == result.forward_passes + 1
+    # one entry per pass after the start, plus one if the </s> tail was filled without a pass
+    assert result.forward_passes + 1 <= len(result.trace) <= result.forward_passes + 2
     assert not (result.ids == tokenizer.mask_token_id).any()
     if threshold == 1e-6:
         assert result.forward_passes == 1  # everything clears the bar at once
+
+
+class SureModel(torch.nn.Module):
+    """A stand-in masked LM that is sure of everything: ``word`` before column ``end``, ``</s>`` from it on."""
+
+    def __init__(self, vocab_size: int, word: int, eos: int, end: int):
+        super().__init__()
+        self.vocab_size, self.word, self.eos, self.end = vocab_size, word, eos, end
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # decode() reads the device from the parameters
+
+    def get_output_embeddings(self):
+        return None  # masked_logits then selects from the full (B, L, V) logits
+
+    def forward(self, input_ids, attention_mask=None):
+        logits = torch.full((*input_ids.shape, self.vocab_size), -20.0)
+        logits[:, :self.end, self.word] = 20.0
+        logits[:, self.end:, self.eos] = 20.0
+        return SimpleNamespace(logits=logits)
+
+
+def test_threshold_stops_once_every_text_has_ended(tokenizer):
+    """Columns 1-5 are text, the model is sure of </s> from column 6: with --threshold the decoder
+    stops after the block holding the end and fills the tail with </s>, without more passes."""
+    word = tokenizer.convert_tokens_to_ids("Ġdog")
+    sure = SureModel(len(tokenizer), word, tokenizer.eos_token_id, end=6)
+    prompt = build_prompt(tokenizer, max_length=30, num_samples=2)  # 28 generated positions, columns 1-28
+    fast = decode(sure, tokenizer, prompt, DecodeOptions(steps=28, threshold=0.9, block_length=4))
+    slow = decode(sure, tokenizer, prompt, DecodeOptions(steps=28, block_length=4))
+    assert fast.forward_passes == 2 and slow.forward_passes == 28  # blocks 1-4 and 5-8, then done
+    assert fast.texts == slow.texts == ["dog dog dog dog dog"] * 2
+    assert torch.equal(fast.ids, slow.ids)
+    filled = fast.trace[-1]
+    assert filled.revealed[0].sum() == 20 and torch.all(filled.ids[0, 9:29] == tokenizer.eos_token_id)
+    assert torch.all(filled.probs == 0)  # filled, not predicted
+    assert len(fast.trace) == fast.forward_passes + 2
 
 
 def test_blocks_unmask_left_to_right(model, tokenizer):
@@ -226,6 +263,7 @@ def test_bad_inputs(checkpoint, tmp_path, capsys, tokenizer, monkeypatch):
     _error(capsys, c + ["--k", "0"], "--k must be at least 1")
     _error(capsys, c + ["--temperature", "-0.5"], "--temperature must be >= 0")
     _error(capsys, c + ["--steps", "0"], "--steps must be at least 1")
+    _error(capsys, c + ["--block-length", "-1"], "--block-length must be at least 1 (or 0 for none)")
     _error(capsys, c + ["--schedule", "zigzag"], "known schedules: linear")
     _error(capsys, c + ["--prefix", "a b c d e f g h i j", "--max-length", "8"], "leaves nothing to generate")
     _error(capsys, c + ["--text", "no placeholder here"], "has no [MASK]")
@@ -233,3 +271,24 @@ def test_bad_inputs(checkpoint, tmp_path, capsys, tokenizer, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(generate, "BUNDLED_MASKED_MODEL", str(tmp_path / "no-bundle"))
     _error(capsys, [], "no --checkpoint given", "python train.py --quick-test")
+
+
+def test_a_model_trained_with_eos_padding_decodes_in_blocks_by_default(checkpoint, tmp_path, capsys):
+    """Such a model is surest of its </s> tail; one block over the window lets that tail eat the
+    text, so generate.py uses blocks of 8 unless told otherwise (--block-length 0: none)."""
+    import shutil
+
+    eos_model = tmp_path / "eos-model"
+    shutil.copytree(checkpoint, eos_model)
+    config = json.loads((eos_model / "diffusion_config.json").read_text())
+    (eos_model / "diffusion_config.json").write_text(json.dumps({**config, "eos_padding": True}))
+    base = ["--checkpoint", str(eos_model), "--steps", "8", "--num-samples", "1"]
+    assert generate.main(base) == 0
+    out = capsys.readouterr().out
+    assert "trained with --eos-padding, so blocks of 8" in out and "blocks of 8: 8 forward passes" in out
+    assert generate.main(base + ["--block-length", "0"]) == 0
+    assert "blocks of" not in capsys.readouterr().out
+    assert generate.main(base + ["--block-length", "4"]) == 0
+    assert "blocks of 4:" in capsys.readouterr().out
+    assert generate.main(["--checkpoint", checkpoint, "--steps", "8", "--num-samples", "1"]) == 0
+    assert "blocks of" not in capsys.readouterr().out  # trained without it: one block, as before
