@@ -76,7 +76,8 @@ def test_card_states_command_data_steps_time_machine_and_numbers(objective):
     if objective == "masked":
         assert list(info["eval"]["per_level"]) == LEVELS
         for level, r in info["eval"]["per_level"].items():
-            assert re.search(rf"^{re.escape(level)} \| {r['loss']:.3f} \| {r['accuracy']:.3f}$", text, re.M)
+            eos = f" \\| {r['end_accuracy']:.3f}" if "end_accuracy" in r else ""
+            assert re.search(rf"^{re.escape(level)} \| {r['loss']:.3f} \| {r['accuracy']:.3f}{eos}$", text, re.M)
         assert "15%" in text  # the card says why variable masking rather than BERT's 15%
     else:
         assert f"perplexity {info['eval']['perplexity']:.1f}" in text
@@ -92,19 +93,24 @@ def test_causal_baseline_had_the_same_budget():
 
 def test_masked_base_predicts_far_better_than_word_frequencies(tokenizer, validation):
     """Re-measured here on 300 held-out documents: near the card's numbers, and far above what
-    guessing the most frequent token gives (0.04 at every level) or a random guess (1/4096)."""
+    guessing the most frequent token gives (0.04 at every level) or a random guess (1/4096) where
+    there is context. It was trained with --eos-padding, so it also knows where a text ends."""
     from data_collator import VariableMaskingCollator
-    from diffusion.modeling import load_model
+    from diffusion.modeling import load_diffusion_config, load_model
     from diffusion.trainer import evaluate_per_level
 
+    assert load_diffusion_config(BUNDLED_MASKED_MODEL)["eos_padding"] is True
     model = load_model("masked", BUNDLED_MASKED_MODEL).float()
-    collator = VariableMaskingCollator(tokenizer, mask_levels=[0.1, 0.5, 1.0])
+    collator = VariableMaskingCollator(tokenizer, mask_levels=[0.1, 0.5, 1.0], eos_padding_length=64)
     results = evaluate_per_level(model, validation, collator, [0.1, 0.5, 1.0], batch_size=100, seed=0)
     stated = card("masked")["eval"]["per_level"]
-    assert results[0.1]["accuracy"] > 0.2
-    assert results[0.1]["accuracy"] > results[0.5]["accuracy"] > results[1.0]["accuracy"] > 0.04
+    assert results[0.1]["accuracy"] > results[0.5]["accuracy"] > results[1.0]["accuracy"]
+    assert results[0.5]["accuracy"] > 0.15
     for level, name in ((0.1, "0.1"), (0.5, "0.5"), (1.0, "1.0")):
         assert results[level]["accuracy"] == pytest.approx(stated[name]["accuracy"], abs=0.04)
+        # Where the text ends (the first </s> of a </s>-padded row): mostly right, as the card says.
+        assert results[level]["end_accuracy"] > 0.75
+        assert results[level]["end_accuracy"] == pytest.approx(stated[name]["end_accuracy"], abs=0.06)
 
 
 def test_causal_baseline_perplexity_matches_its_card(tokenizer, validation):
