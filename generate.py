@@ -39,7 +39,11 @@ DEFAULT_MAX_LENGTH = 64
 
 
 def load_generator_model(args: GenerateArguments):
-    """-> (model, tokenizer, checkpoint, max_length), printing which model is used."""
+    """-> (model, tokenizer, checkpoint, why, max_length). ``why`` says which model is used and why.
+
+    Sets ``args.block_length`` to the model's default when none was given (8 for a model trained
+    with --eos-padding, see diffusion/unmasking.py), so every script built on it decodes alike.
+    """
     checkpoint, why = resolve_checkpoint(args.checkpoint, TRAINED_MODEL, BUNDLED_MASKED_MODEL)
     model = load_model("masked", checkpoint)
     tokenizer = load_tokenizer(checkpoint)

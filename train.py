@@ -241,7 +241,7 @@ def run(argv: list[str]) -> int:
         "schedule": diff_args.schedule,
         "mask_rate_per": diff_args.mask_rate_per,
         "prefix_len": diff_args.prefix_len,
-        "eos_padding": diff_args.eos_padding,
+        "eos_padding": diff_args.eos_padding and model_args.objective == "masked",  # causal: no collator of ours
         "loss_weighting": diff_args.loss_weighting,
         "max_length": data_args.max_length,
         "dataset": data_args.data_dir or data_args.dataset,

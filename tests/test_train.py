@@ -216,6 +216,8 @@ def test_causal_objective_and_wrong_model_kind(tmp_path, small_corpus, capsys):
 
     model = AutoModelForCausalLM.from_pretrained(out / "final-model")
     assert model.config.model_type == "gpt2"
+    # --quick-test's --eos-padding is a masked-collator setting: a causal run does not claim it.
+    assert json.loads((out / "final-model" / "diffusion_config.json").read_text())["eos_padding"] is False
     assert "perplexity" in capsys.readouterr().out
     # A causal checkpoint is refused as the start of a masked run, in one line.
     code = train_in_process(FAST + ["--model", str(out / "final-model"), "--dataset", small_corpus,
