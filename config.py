@@ -375,8 +375,7 @@ class GenerateArguments:
             raise ValueError(f"--max-length must be at least 3, got {self.max_length}")
         if self.num_samples < 1:
             raise ValueError(f"--num-samples must be at least 1, got {self.num_samples}")
-        if self.block_length is not None and self.block_length < 0:
-            raise ValueError(f"--block-length must be at least 1 (or 0 for none), got {self.block_length}")
+        _check_block_length(self.block_length)
 
     def decode_options(self):
         from diffusion.unmasking import DecodeOptions
@@ -486,6 +485,11 @@ def parse_train_args(argv: list[str]):
 
 # ----------------------------------------------------------------------------------------------
 # compare_models.py and benchmarks/quality.py: the diffusion model against its GPT-2 baseline.
+def _check_block_length(block_length: int | None) -> None:
+    if block_length is not None and block_length < 0:
+        raise ValueError(f"--block-length must be at least 1 (or 0 for none), got {block_length}")
+
+
 def _check_decoding_flags(steps: int, schedule: str, sampling: str, k: int, p: float, temperature: float) -> None:
     from diffusion.sampling import check_sampling_args
 
@@ -559,8 +563,7 @@ class CompareArguments:
             raise ValueError(f"--frame-ms must be at least 20, got {self.frame_ms}")
         if self.width < 480:
             raise ValueError(f"--width must be at least 480 pixels, got {self.width}")
-        if self.block_length is not None and self.block_length < 0:
-            raise ValueError(f"--block-length must be at least 1 (or 0 for none), got {self.block_length}")
+        _check_block_length(self.block_length)
         _check_decoding_flags(self.steps, self.schedule, self.sampling, self.k, self.p, self.temperature)
         self.decode_options()
 
@@ -633,8 +636,7 @@ class QualityArguments:
             raise ValueError(f"--remasking must be low-confidence and/or random, got {self.remasking}")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             raise ValueError(f"--threshold must lie in (0, 1), got {self.threshold}")
-        if self.block_length is not None and self.block_length < 0:
-            raise ValueError(f"--block-length must be at least 1 (or 0 for none), got {self.block_length}")
+        _check_block_length(self.block_length)
         _check_decoding_flags(1, "linear", self.sampling, self.k, self.p, self.temperature)
 
 

@@ -33,7 +33,7 @@ from diffusion.modeling import (  # noqa: E402
     pick_device,
     resolve_checkpoint,
 )
-from diffusion.unmasking import DecodeResult, build_prompt, decode, default_block_length, token_strings  # noqa: E402
+from diffusion.unmasking import DecodeResult, build_prompt, decode, resolve_block_length, token_strings  # noqa: E402
 
 DEFAULT_MAX_LENGTH = 64
 
@@ -51,13 +51,13 @@ def load_generator_model(args: GenerateArguments):
         raise ModelLoadError(f"the tokenizer of {checkpoint!r} has no mask token")
     positions = getattr(model.config, "max_position_embeddings", None)
     usable = positions - 2 if positions and model.config.model_type in ("roberta", "xlm-roberta") else positions
-    max_length = args.max_length or load_diffusion_config(checkpoint).get("max_length") or min(DEFAULT_MAX_LENGTH, usable or 512)
+    diffusion_config = load_diffusion_config(checkpoint)
+    max_length = args.max_length or diffusion_config.get("max_length") or min(DEFAULT_MAX_LENGTH, usable or 512)
     if usable and max_length > usable:
         raise ValueError(f"--max-length {max_length} is longer than the {usable} positions {checkpoint!r} was built for")
-    if args.block_length is None:  # the model's own default (blocks of 8 after --eos-padding), else one block
-        args.block_length = default_block_length(load_diffusion_config(checkpoint))
-        if args.block_length:
-            why += f"; trained with --eos-padding, so blocks of {args.block_length} (--block-length 0: none)"
+    requested, args.block_length = args.block_length, resolve_block_length(args.block_length, diffusion_config)
+    if requested is None and args.block_length:
+        why += f"; trained with --eos-padding, so blocks of {args.block_length} (--block-length 0: none)"
     return model, tokenizer, checkpoint, why, max_length
 
 

@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from config import BUNDLED_MASKED_MODEL, TRAINED_MODEL  # noqa: E402
 from diffusion.modeling import load_diffusion_config, load_model, load_tokenizer, resolve_checkpoint  # noqa: E402
-from diffusion.unmasking import DecodeOptions, Prompt, decode, default_block_length  # noqa: E402
+from diffusion.unmasking import DecodeOptions, Prompt, decode, resolve_block_length  # noqa: E402
 
 STEPS = (1, 8, 16, 32, 64)
 
@@ -89,9 +89,8 @@ def main() -> None:
         args.generated = fitted
     prompt = held_out_prompts(tokenizer, args.samples, args.prompt_tokens, args.generated)
     steps = [s for s in STEPS if s <= args.generated] + ([args.generated] if args.generated < max(STEPS) else [])
-    if args.block_length is None:
-        args.block_length = default_block_length(load_diffusion_config(checkpoint))
-    blocks = args.block_length or None  # with B-position blocks every block takes at least one pass
+    # As in generate.py; with B-position blocks every block takes at least one pass.
+    blocks = resolve_block_length(args.block_length, load_diffusion_config(checkpoint))
     settings = [(f"{s} step{'s' if s > 1 else ''}", DecodeOptions(steps=s, block_length=blocks)) for s in steps]
     settings.append((f"threshold {args.threshold}",
                      DecodeOptions(steps=max(steps), threshold=args.threshold, block_length=blocks)))

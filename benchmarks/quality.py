@@ -44,7 +44,7 @@ from config import QualityArguments, parse_quality_args  # noqa: E402
 from diffusion.comparison import causal_context, check_judge, continuations, generate_causal, position_limit  # noqa: E402
 from diffusion.modeling import ModelLoadError, load_diffusion_config, load_model, load_tokenizer, pick_device  # noqa: E402
 from diffusion.text_metrics import judge_perplexity  # noqa: E402
-from diffusion.unmasking import DecodeOptions, Prompt, decode, default_block_length  # noqa: E402
+from diffusion.unmasking import DecodeOptions, Prompt, decode, resolve_block_length  # noqa: E402
 
 METRIC_MODULE = os.path.join(REPO_ROOT, "diffusion", "metrics", "text_diversity")
 VALIDATION = os.path.join(REPO_ROOT, "data", "wordnet", "validation.jsonl.gz")
@@ -73,7 +73,7 @@ def diffusion_prompt(tokenizer, prompt_ids: list[int], n_new: int, samples: int)
 def diffusion_settings(args: QualityArguments) -> list[tuple[str, dict, DecodeOptions]]:
     steps = sorted({min(s, args.max_new_tokens) for s in args.steps})
     common = dict(sampling=args.sampling, k=args.k, p=args.p, temperature=args.temperature,
-                  block_length=args.block_length or None)
+                  block_length=args.block_length)
     blocks = f", blocks of {args.block_length}" if args.block_length else ""
     out = []
     for s in steps:
@@ -110,8 +110,7 @@ def run(argv: list[str]) -> int:
 
     device = pick_device(args.device)
     model = load_model("masked", masked_name).eval().to(device)
-    if args.block_length is None:  # the model's own default, as in generate.py
-        args.block_length = default_block_length(load_diffusion_config(masked_name))
+    args.block_length = resolve_block_length(args.block_length, load_diffusion_config(masked_name))  # as generate.py
     tokenizer = load_tokenizer(masked_name)
     if tokenizer.mask_token_id is None:
         raise ModelLoadError(f"the tokenizer of {masked_name!r} has no mask token")

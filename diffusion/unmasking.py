@@ -45,9 +45,12 @@ REMASKING_RULES = ("low-confidence", "random")
 EOS_PADDED_BLOCK_LENGTH = 8
 
 
-def default_block_length(diffusion_config: dict) -> int | None:
-    """The block length a model's training asks for: EOS_PADDED_BLOCK_LENGTH after --eos-padding, else none."""
-    return EOS_PADDED_BLOCK_LENGTH if diffusion_config.get("eos_padding") else None
+def resolve_block_length(requested: int | None, diffusion_config: dict) -> int | None:
+    """``--block-length`` as given (0: no blocks, returned as None), or, when not given, what the
+    model's training asks for: EOS_PADDED_BLOCK_LENGTH after --eos-padding, else no blocks."""
+    if requested is None:
+        return EOS_PADDED_BLOCK_LENGTH if diffusion_config.get("eos_padding") else None
+    return requested or None
 
 
 @dataclass

@@ -128,14 +128,12 @@ def card_text(name: str, info: dict, notes: str) -> str:
     ]
     if masked:
         per_level = info["eval"]["per_level"]
-        if all("end_accuracy" in r for r in per_level.values()):
-            lines += ["mask level | loss | masked-token accuracy | end-of-text accuracy (first `</s>`, EOS-padded rows)",
-                      "---|---|---|---"]
-            lines += [f"{level} | {r['loss']:.3f} | {r['accuracy']:.3f} | {r['end_accuracy']:.3f}"
-                      for level, r in per_level.items()]
-        else:
-            lines += ["mask level | loss | masked-token accuracy", "---|---|---"]
-            lines += [f"{level} | {r['loss']:.3f} | {r['accuracy']:.3f}" for level, r in per_level.items()]
+        end = all("end_accuracy" in r for r in per_level.values())  # measured after --eos-padding
+        lines += ["mask level | loss | masked-token accuracy"
+                  + (" | end-of-text accuracy (first `</s>`, EOS-padded rows)" if end else ""),
+                  "---|---|---" + ("|---" if end else "")]
+        lines += [f"{level} | {r['loss']:.3f} | {r['accuracy']:.3f}" + (f" | {r['end_accuracy']:.3f}" if end else "")
+                  for level, r in per_level.items()]
     else:
         ev = info["eval"]
         lines += [f"- Per-token loss {ev['loss']:.3f} nats, **perplexity {ev['perplexity']:.1f}** "
