@@ -18,75 +18,85 @@ shows both models as they stood at that moment.  It writes
     comparison.json           (--json) the table: wall time, forward passes, tokens/s, quality
 
 and prints the table.  The quality numbers (distinct-n, entropy, repetition, length, judge
-perplexity) are defined in diffusion/text_metrics.py; the timing and drawing live in
-diffusion/comparison.py.  Every flag: ``python compare_models.py --help``.
+perplexity) are defined in diffusion/text/metrics.py; the causal side in diffusion/text/causal.py;
+the timeline and drawing in diffusion/viz/race.py.  Every flag: ``python compare_models.py --help``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
-from types import SimpleNamespace
+from dataclasses import dataclass, field
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import generate  # noqa: E402  (also sets the quiet logging that generate.py uses)
-import visualize_generation  # noqa: E402
-from config import (  # noqa: E402
-    BUNDLED_CAUSAL_MODEL,
-    BUNDLED_MASKED_MODEL,
-    TRAINED_MODEL,
-    CompareArguments,
-    parse_compare_args,
-)
-from diffusion.comparison import (  # noqa: E402
-    causal_context,
-    causal_panel,
-    check_judge,
-    continuations,
-    diffusion_panel,
-    frame_times,
-    generate_causal,
-    render_comparison,
-    resolve_model,
-    timed_decode,
-)
-from diffusion.modeling import ModelLoadError, load_model, load_tokenizer, pick_device  # noqa: E402
-from diffusion.rendering import Style, save_gif  # noqa: E402
-from diffusion.text_metrics import judge_perplexity, text_quality  # noqa: E402
-from diffusion.unmasking import MASK_PLACEHOLDER, DecodeOptions, build_prompt, decode  # noqa: E402
+from diffusion.checkpoint import quiet_loading, resolve_model  # noqa: E402
+from diffusion.cli import parse_args, run_main  # noqa: E402
+from diffusion.device import pick_device  # noqa: E402
+from diffusion.masked.generation import load_generator  # noqa: E402
+from diffusion.masked.unmasking import MASK_PLACEHOLDER, DecodeOptions, build_prompt, continuations, decode  # noqa: E402
+from diffusion.paths import TRAINED_MODEL  # noqa: E402
+from diffusion.text.causal import causal_context, generate_causal, load_causal  # noqa: E402
+from diffusion.text.metrics import check_judge, judge_perplexity, text_quality  # noqa: E402
+from diffusion.viz.race import causal_panel, diffusion_panel, frame_times, render_comparison, timed_decode  # noqa: E402
+from diffusion.viz.rendering import Style, position_kinds, save_gif, write_frames  # noqa: E402
 
 FRAMES_DIR = "comparison_frames"
 QUALITY_FIELDS = ("distinct_1", "distinct_2", "distinct_3", "unigram_entropy", "repetition_rate", "length_words",
                   "length_tokens", "judge_perplexity")
 
 
-def resolve_models(args) -> tuple[tuple[str, str], tuple[str, str]]:
-    """((diffusion model, why), (causal model, why)): the flags, else results/final-model / the bundled models."""
-    masked = resolve_model(args.roberta_checkpoint, "--roberta-checkpoint",
-                           [(TRAINED_MODEL, "your trained model (python train.py --quick-test)"),
-                            (BUNDLED_MASKED_MODEL, "the bundled pretrained model")],
-                           "train one with python train.py --quick-test, or pass --roberta-checkpoint DIR")
-    causal = resolve_model(args.gpt2_checkpoint, "--gpt2-checkpoint",
-                           [(BUNDLED_CAUSAL_MODEL, "the bundled causal baseline")],
-                           "train one with python train.py --quick-test --objective causal --output_dir results-gpt2, "
-                           "or pass --gpt2-checkpoint DIR (or gpt2, with internet)")
-    return masked, causal
+@dataclass
+class CompareArguments:
+    """compare_models.py's own flags (the decoding and sampling flags: diffusion/masked/unmasking.py's DecodeOptions)."""
 
+    roberta_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": f"The diffusion side: masked LM folder or hub id. Default: {TRAINED_MODEL} if it exists, "
+                  "else the bundled models/masked-base."},
+    )
+    gpt2_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "The autoregressive side: causal LM folder or hub id (gpt2 with internet). "
+                  "Default: the bundled models/causal-base."},
+    )
+    prompt: str | None = field(default=None, metadata={"help": "Text both models continue (kept unchanged)."})
+    infill: str | None = field(
+        default=None,
+        metadata={"help": "Infilling instead: a template whose [MASK]s (one token each) the diffusion model fills. "
+                  "GPT-2 gets only the text before the first [MASK] and writes on from there."},
+    )
+    max_length: int | None = field(
+        default=None,
+        metadata={"help": "Diffusion sequence length incl. <s> and </s> (default: the length it was trained at); "
+                  "GPT-2 generates as many new tokens as the diffusion model does."},
+    )
+    judge: str | None = field(
+        default=None,
+        metadata={"help": "A causal LM (folder or hub id), neither generator, that scores both texts: judge perplexity."},
+    )
+    output: str = field(default="comparison.gif", metadata={"help": "The GIF; comparison_frames/ is written beside it."})
+    json: str | None = field(default=None, metadata={"help": "The table as JSON. Default: comparison.json beside the GIF."})
+    num_frames: int = field(default=40, metadata={"help": "Frames: equal slices of the shared wall-clock timeline."})
+    frame_ms: int = field(default=150, metadata={"help": "Milliseconds per GIF frame (the last is held 3x)."})
+    width: int = field(default=960, metadata={"help": "Frame width in pixels."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... Default: cuda if available."})
 
-def load_causal(name: str, role: str = "--gpt2-checkpoint"):
-    """A left-to-right LM. AutoModelForCausalLM would also turn a masked RoBERTa into a (useless)
-    decoder, so a checkpoint saved as a masked LM is refused rather than silently compared."""
-    config_file = os.path.join(name, "config.json")
-    if os.path.isfile(config_file):  # checked before loading, which would warn about the missing decoder
-        with open(config_file) as f:
-            architectures = json.load(f).get("architectures") or []
-        if any("MaskedLM" in a for a in architectures):
-            raise ModelLoadError(f"{role} {name!r} is a masked LM ({architectures[0]}), not a causal LM")
-    model = load_model("causal", name)
-    tokenizer = load_tokenizer(name)
-    return model, tokenizer
+    def __post_init__(self) -> None:
+        if self.prompt is not None and self.infill is not None:
+            raise ValueError("give either --prompt (continue a text) or --infill (fill a template), not both")
+        if self.max_length is not None and self.max_length < 3:
+            raise ValueError(f"--max-length must be at least 3, got {self.max_length}")
+        if not self.output.lower().endswith(".gif"):
+            raise ValueError(f"--output is the GIF to write and must end in .gif, got {self.output!r}")
+        if self.num_frames < 2:
+            raise ValueError(f"--num-frames must be at least 2, got {self.num_frames}")
+        if self.frame_ms < 20:
+            raise ValueError(f"--frame-ms must be at least 20, got {self.frame_ms}")
+        if self.width < 480:
+            raise ValueError(f"--width must be at least 480 pixels, got {self.width}")
 
 
 def left_context(args: CompareArguments) -> str | None:
@@ -116,8 +126,9 @@ def print_table(rows: list[dict]) -> None:
 
 
 def run(argv: list[str]) -> int:
-    args = parse_compare_args(argv)
-    (masked_name, masked_why), (causal_name, causal_why) = resolve_models(args)
+    args, options = parse_args((CompareArguments, DecodeOptions), argv)
+    masked_name, masked_why = resolve_model(args.roberta_checkpoint, "--roberta-checkpoint", "masked")
+    causal_name, causal_why = resolve_model(args.gpt2_checkpoint, "--gpt2-checkpoint", "causal", " (or gpt2, with internet)")
     if args.judge:  # before loading anything: a wrong judge should cost nothing
         check_judge(args.judge, {"diffusion": masked_name, "GPT-2": causal_name})
     out_dir = os.path.dirname(os.path.abspath(args.output))
@@ -126,9 +137,11 @@ def run(argv: list[str]) -> int:
     json_path = args.json or os.path.splitext(args.output)[0] + ".json"
 
     device = pick_device(args.device)
-    loaded = SimpleNamespace(checkpoint=masked_name, max_length=args.max_length, block_length=args.block_length)
-    model, tokenizer, _, _, max_length = generate.load_generator_model(loaded)
-    args.block_length = loaded.block_length  # the model's default (blocks of 8 after --eos-padding) if none given
+    quiet_loading()
+    generator = load_generator(masked_name, args.max_length, options.block_length, flag="--roberta-checkpoint")
+    # the model's default (blocks of 8 after --eos-padding) if none given
+    options = dataclasses.replace(options, block_length=generator.block_length)
+    model, tokenizer, max_length = generator.model, generator.tokenizer, generator.max_length
     gpt2, gpt2_tokenizer = load_causal(causal_name)
     judge = load_causal(args.judge, "--judge") if args.judge else None
     print(f"diffusion model: {masked_name} ({masked_why})")
@@ -151,10 +164,9 @@ def run(argv: list[str]) -> int:
     decode(model, tokenizer, prompt, DecodeOptions(steps=1))
     generate_causal(gpt2, gpt2_tokenizer, context, 1)
 
-    options = args.decode_options()
     result, step_times, d_seconds = timed_decode(model, tokenizer, prompt, options)
-    causal = generate_causal(gpt2, gpt2_tokenizer, context, n_new, args.sampling, args.k, args.p, args.temperature,
-                             args.seed)
+    causal = generate_causal(gpt2, gpt2_tokenizer, context, n_new, options.sampling, options.k, options.p,
+                             options.temperature, options.seed)
 
     lefts, d_texts, d_lengths = continuations(tokenizer, prompt, result.ids)
     d_quality = text_quality(d_texts, d_lengths)
@@ -175,10 +187,10 @@ def run(argv: list[str]) -> int:
 
     # The race: equal slices of the longer of the two runs.
     times = frame_times(max(d_seconds, causal.seconds), args.num_frames)
-    kinds = visualize_generation.position_kinds(prompt, tokenizer)
-    d_title = (f"Diffusion \u00b7 {os.path.basename(os.path.normpath(masked_name))} \u00b7 {options.steps} steps, "
-               f"{options.schedule}, {options.sampling}")
-    c_title = f"Autoregressive \u00b7 {os.path.basename(os.path.normpath(causal_name))} \u00b7 KV cache, {args.sampling}"
+    kinds = position_kinds(prompt, tokenizer)
+    d_title = f"Diffusion \u00b7 {os.path.basename(os.path.normpath(masked_name))} \u00b7 {options.describe()}"
+    c_title = (f"Autoregressive \u00b7 {os.path.basename(os.path.normpath(causal_name))} \u00b7 KV cache, "
+               f"{options.sampling}")
     d_note = "fills the [MASK] gaps, seeing the text on both sides" if infill else ""
     c_note = ("left context only: GPT-2 sees just the text before the first [MASK], not what follows" if infill else "")
     panels = [diffusion_panel(d_title, d_note, tokenizer, result.trace, step_times, kinds, times),
@@ -191,7 +203,7 @@ def run(argv: list[str]) -> int:
     frames_dir = os.path.join(out_dir, FRAMES_DIR)
     try:
         os.makedirs(out_dir, exist_ok=True)
-        paths = visualize_generation.write_frames(frames, frames_dir)
+        paths = write_frames(frames, frames_dir)
         save_gif(frames, args.output, frame_ms=args.frame_ms)
         with open(json_path, "w") as f:
             json.dump(table, f, indent=2)
@@ -211,11 +223,7 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except (ValueError, ModelLoadError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Every argument of train.py, as dataclasses parsed by ``HfArgumentParser``, plus the presets.
+"""The training hyperparameters of every objective, as dataclasses parsed by ``HfArgumentParser``, plus the presets.
 
     python train.py --help                 # every flag, with its help text
     python train.py --quick-test           # small offline run on the bundled corpus -> results/
@@ -10,6 +10,10 @@ Flags may be written with dashes or underscores (``--max-length`` = ``--max_leng
 
 A preset is a list of flags placed *before* the user's own, so anything typed on the command
 line overrides the preset (argparse keeps the last value of a repeated flag).
+
+The flags of the generating scripts live with them: the decoding flags are
+diffusion/masked/unmasking.py's ``DecodeOptions``, shared by generate.py, visualize_generation.py,
+compare_models.py and the benchmarks.
 """
 
 from __future__ import annotations
@@ -17,20 +21,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import TrainingArguments
 
-from data_collator import DEFAULT_MASK_LEVELS
 from diffusion import schedules
+from diffusion.cli import drop_flags, flag_names, flag_value, parse_args
+from diffusion.masked.levels import DEFAULT_MASK_LEVELS
+from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_DATASET, BUNDLED_MASKED_MODEL
+from diffusion.text.models import MODEL_PRESETS
 
-REPO_DIR = os.path.dirname(os.path.abspath(__file__))
-BUNDLED_DATASET = "wordnet"  # data/wordnet/{train,validation}.jsonl.gz
-BUNDLED_TOKENIZER = os.path.join(REPO_DIR, "data", "tokenizer")
-MODEL_CONFIG_PRESETS = ("tiny", "small")
-TRAINED_MODEL = "results/final-model"  # what --quick-test writes
-# The small pretrained masked model shipped with the repository (see models/README.md).
-BUNDLED_MASKED_MODEL = os.path.join(REPO_DIR, "models", "masked-base")
-# Its autoregressive baseline: GPT-2 architecture, same tokenizer, data and budget (models/causal-base/README.md).
-BUNDLED_CAUSAL_MODEL = os.path.join(REPO_DIR, "models", "causal-base")
+MODEL_CONFIG_PRESETS = tuple(MODEL_PRESETS)  # tiny, small
 
 # The small offline run, a few minutes on 2 CPU cores: fine-tune the bundled pretrained base
 # (models/masked-base, made by train.py itself, see its README.md) with variable masking.
@@ -126,7 +125,7 @@ class ModelArguments:
         default=False,
         metadata={"help": "With --model-config and --objective masked: start the first layer's heads as "
                   "previous/next-token heads (offsets -1, +1, -2, +2) over a position channel, instead of "
-                  "attending uniformly (see diffusion/modeling.py, init_local_attention). All weights still "
+                  "attending uniformly (see diffusion/text/models.py, init_local_attention). All weights still "
                   "train. The bundled base uses it: without it a CPU-sized encoder predicts word frequencies "
                   "for thousands of steps."},
     )
@@ -314,152 +313,12 @@ def check_cross_fields(data: DataArguments, diffusion: DiffusionArguments) -> No
         )
 
 
-@dataclass
-class GenerateArguments:
-    """Flags of generate.py (and of the scripts built on it)."""
-
-    checkpoint: str | None = field(
-        default=None,
-        metadata={"help": f"Model folder or hub id. Default: {TRAINED_MODEL} if it exists, else the bundled model."},
-    )
-    prefix: str | None = field(default=None, metadata={"help": "Fixed text to continue (kept unchanged)."})
-    prompt: str | None = field(default=None, metadata={"help": "Same as --prefix."})
-    text: str | None = field(
-        default=None,
-        metadata={"help": "Infill template: each [MASK] is one token to generate, e.g. 'The [MASK] sat on the [MASK].'"},
-    )
-    max_length: int | None = field(
-        default=None, metadata={"help": "Tokens per sequence incl. <s> and </s>. Default: the length the model was trained at."}
-    )
-    steps: int = field(default=10, metadata={"help": "Denoising steps (forward passes; fewer with --threshold)."})
-    schedule: str = field(
-        default="linear",
-        metadata={"help": f"How many positions stay masked after each step: {', '.join(schedules.available_schedules())}."},
-    )
-    sampling: str = field(default="greedy", metadata={"help": "greedy | topk | nucleus"})
-    k: int = field(default=50, metadata={"help": "Candidates for --sampling topk."})
-    p: float = field(default=0.9, metadata={"help": "Probability mass for --sampling nucleus, in (0, 1]."})
-    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature (0 = greedy)."})
-    remasking: str = field(
-        default="low-confidence",
-        metadata={"help": "Which masked positions are committed each step: low-confidence (surest first) | random."},
-    )
-    refine: bool = field(
-        default=False,
-        metadata={"help": "Re-predict every generated position at every step and re-mask the least confident "
-                  "(the original recipe: committed tokens may still change)."},
-    )
-    threshold: float | None = field(
-        default=None,
-        metadata={"help": "Also commit every prediction with probability above this (parallel decoding, Fast-dLLM)."},
-    )
-    block_length: int | None = field(
-        default=None,
-        metadata={"help": "Semi-autoregressive: unmask blocks of this many positions, left to right. Default: 8 for "
-                  "a model trained with --eos-padding, else none; 0 turns blocks off."},
-    )
-    num_samples: int = field(default=3, metadata={"help": "Sequences to generate (one batch)."})
-    seed: int = field(default=0, metadata={"help": "Random seed: the same seed gives the same output."})
-    show_steps: bool = field(default=False, metadata={"help": "Print every step, with the masks still visible."})
-    json: bool = field(default=False, metadata={"help": "Print machine-readable JSON (texts and the full trace)."})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, mps... Default: cuda if available."})
-
-    def __post_init__(self) -> None:
-        if self.prompt is not None:
-            if self.prefix is not None and self.prefix != self.prompt:
-                raise ValueError("--prompt and --prefix are the same flag; give one")
-            self.prefix = self.prompt
-        if self.prefix is not None and self.text is not None:
-            raise ValueError("give either --prefix (continue a prompt) or --text (fill a template), not both")
-        if self.max_length is not None and self.max_length < 3:
-            raise ValueError(f"--max-length must be at least 3, got {self.max_length}")
-        if self.num_samples < 1:
-            raise ValueError(f"--num-samples must be at least 1, got {self.num_samples}")
-        _check_block_length(self.block_length)
-
-    def decode_options(self):
-        from diffusion.unmasking import DecodeOptions
-
-        return DecodeOptions(steps=self.steps, schedule=self.schedule, sampling=self.sampling, k=self.k, p=self.p,
-                             temperature=self.temperature, remasking=self.remasking, refine=self.refine,
-                             threshold=self.threshold, block_length=self.block_length or None, seed=self.seed)
-
-
-def parse_generate_args(argv: list[str]) -> GenerateArguments:
-    (args,) = HfArgumentParser(GenerateArguments).parse_args_into_dataclasses(args=list(argv))
-    args.decode_options()  # validates --steps, --k, --p, --temperature, ... now
-    return args
-
-
-@dataclass
-class VisualizeArguments(GenerateArguments):
-    """Flags of visualize_generation.py: every decoding flag of generate.py, plus the pictures'."""
-
-    num_samples: int = field(default=1, metadata={"help": "Always 1: the animation follows one sequence."})
-    show_steps: bool = field(default=False, metadata={"help": "Also print every step in the terminal."})
-    json: bool = field(default=False, metadata={"help": "Not here: the trace goes to animation_data.js (generate.py --json)."})
-    frame_ms: int = field(
-        default=800, metadata={"help": "Milliseconds per frame in the GIF and the viewer (the last frame stays 3x)."}
-    )
-    output: str = field(
-        default=".",
-        metadata={"help": "Folder for text_diffusion_animation.gif, visualization_frames/ and animation_data.js."},
-    )
-    width: int = field(default=960, metadata={"help": "Frame width in pixels (the height follows the text)."})
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.num_samples != 1:
-            raise ValueError(f"the animation follows one sequence: --num-samples must be 1, got {self.num_samples} "
-                             "(generate.py --num-samples N --show-steps prints several)")
-        if self.json:
-            raise ValueError("--json is generate.py's; visualize_generation.py writes the same trace to animation_data.js")
-        # GIF delays are in 1/100 s, and browsers play delays under 20 ms as 100 ms.
-        if self.frame_ms < 20:
-            raise ValueError(f"--frame-ms must be at least 20, got {self.frame_ms}")
-        if self.width < 480:
-            raise ValueError(f"--width must be at least 480 pixels, got {self.width}")
-
-
-def parse_visualize_args(argv: list[str]) -> VisualizeArguments:
-    (args,) = HfArgumentParser(VisualizeArguments).parse_args_into_dataclasses(args=list(argv))
-    args.decode_options()  # validates --steps, --k, --p, --temperature, ... now
-    return args
-
-
-def _flag_names(argv: list[str]) -> set[str]:
-    """{'--max-length', ...} for the flags in argv, normalised to dashes."""
-    return {a.split("=", 1)[0].replace("_", "-") for a in argv if a.startswith("--")}
-
-
-def _drop_flags(argv: list[str], names: set[str]) -> list[str]:
-    """argv without the named flags and their values."""
-    out, skip = [], False
-    for arg in argv:
-        if skip and not arg.startswith("--"):
-            continue
-        skip = arg.startswith("--") and arg.split("=", 1)[0].replace("_", "-") in names
-        if not skip:
-            out.append(arg)
-    return out
-
-
-def _flag_value(argv: list[str], name: str) -> str | None:
-    """The value of ``--name VALUE`` or ``--name=VALUE`` in argv (the last one wins), else None."""
-    value = None
-    for i, arg in enumerate(argv):
-        flag, sep, inline = arg.partition("=")
-        if flag.replace("_", "-") == name:
-            value = inline if sep else (argv[i + 1] if i + 1 < len(argv) else None)
-    return value
-
-
 def parse_train_args(argv: list[str]):
     """-> (ModelArguments, DataArguments, DiffusionArguments, RunArguments, TrainingArguments)."""
-    given = _flag_names(argv)
+    given = flag_names(argv)
     note = None
     if "--quick-test" in given:
-        causal = _flag_value(argv, "--objective") == "causal"
+        causal = flag_value(argv, "--objective") == "causal"
         base = BUNDLED_CAUSAL_MODEL if causal else BUNDLED_MASKED_MODEL
         # A fresh --model-config is a from-scratch run too (a larger learning rate suits it).
         from_scratch = bool(given & {"--from-scratch", "--model-config"})
@@ -475,171 +334,9 @@ def parse_train_args(argv: list[str]):
         preset = FULL_ARGS
     # --model and --model-config exclude each other: the one the user typed replaces the preset's.
     if given & {"--model", "--model-config"}:
-        preset = _drop_flags(preset, {"--model", "--model-config", "--pre-layer-norm"})
-    parser = HfArgumentParser((ModelArguments, DataArguments, DiffusionArguments, RunArguments, TrainingArguments))
-    model, data, diffusion, run, training = parser.parse_args_into_dataclasses(args=preset + list(argv))
+        preset = drop_flags(preset, {"--model", "--model-config", "--pre-layer-norm"})
+    model, data, diffusion, run, training = parse_args(
+        (ModelArguments, DataArguments, DiffusionArguments, RunArguments, TrainingArguments), preset + list(argv))
     check_cross_fields(data, diffusion)
     run.note = note  # printed by train.py with the model line, once everything has loaded
     return model, data, diffusion, run, training
-
-
-# ----------------------------------------------------------------------------------------------
-# compare_models.py and benchmarks/quality.py: the diffusion model against its GPT-2 baseline.
-def _check_block_length(block_length: int | None) -> None:
-    if block_length is not None and block_length < 0:
-        raise ValueError(f"--block-length must be at least 1 (or 0 for none), got {block_length}")
-
-
-def _check_decoding_flags(steps: int, schedule: str, sampling: str, k: int, p: float, temperature: float) -> None:
-    from diffusion.sampling import check_sampling_args
-
-    if steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {steps}")
-    schedules.get_schedule(schedule)
-    check_sampling_args(sampling, k, p, temperature)
-
-
-@dataclass
-class CompareArguments:
-    """Flags of compare_models.py."""
-
-    roberta_checkpoint: str | None = field(
-        default=None,
-        metadata={"help": f"The diffusion side: masked LM folder or hub id. Default: {TRAINED_MODEL} if it exists, "
-                  "else the bundled models/masked-base."},
-    )
-    gpt2_checkpoint: str | None = field(
-        default=None,
-        metadata={"help": "The autoregressive side: causal LM folder or hub id (gpt2 with internet). "
-                  "Default: the bundled models/causal-base."},
-    )
-    prompt: str | None = field(default=None, metadata={"help": "Text both models continue (kept unchanged)."})
-    infill: str | None = field(
-        default=None,
-        metadata={"help": "Infilling instead: a template whose [MASK]s (one token each) the diffusion model fills. "
-                  "GPT-2 gets only the text before the first [MASK] and writes on from there."},
-    )
-    max_length: int | None = field(
-        default=None,
-        metadata={"help": "Diffusion sequence length incl. <s> and </s> (default: the length it was trained at); "
-                  "GPT-2 generates as many new tokens as the diffusion model does."},
-    )
-    steps: int = field(default=10, metadata={"help": "Diffusion denoising steps."})
-    schedule: str = field(
-        default="linear", metadata={"help": f"Diffusion schedule: {', '.join(schedules.available_schedules())}."}
-    )
-    remasking: str = field(default="low-confidence", metadata={"help": "Diffusion remasking: low-confidence | random."})
-    block_length: int | None = field(
-        default=None,
-        metadata={"help": "Diffusion in semi-autoregressive blocks of this many positions. Default: 8 for a model "
-                  "trained with --eos-padding, else none; 0 turns blocks off."},
-    )
-    sampling: str = field(default="greedy", metadata={"help": "greedy | topk | nucleus, for both models."})
-    k: int = field(default=50, metadata={"help": "Candidates for --sampling topk."})
-    p: float = field(default=0.9, metadata={"help": "Probability mass for --sampling nucleus, in (0, 1]."})
-    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature for both models (0 = greedy)."})
-    seed: int = field(default=0, metadata={"help": "Random seed for both models."})
-    judge: str | None = field(
-        default=None,
-        metadata={"help": "A causal LM (folder or hub id), neither generator, that scores both texts: judge perplexity."},
-    )
-    output: str = field(default="comparison.gif", metadata={"help": "The GIF; comparison_frames/ is written beside it."})
-    json: str | None = field(default=None, metadata={"help": "The table as JSON. Default: comparison.json beside the GIF."})
-    num_frames: int = field(default=40, metadata={"help": "Frames: equal slices of the shared wall-clock timeline."})
-    frame_ms: int = field(default=150, metadata={"help": "Milliseconds per GIF frame (the last is held 3x)."})
-    width: int = field(default=960, metadata={"help": "Frame width in pixels."})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... Default: cuda if available."})
-
-    def __post_init__(self) -> None:
-        if self.prompt is not None and self.infill is not None:
-            raise ValueError("give either --prompt (continue a text) or --infill (fill a template), not both")
-        if self.max_length is not None and self.max_length < 3:
-            raise ValueError(f"--max-length must be at least 3, got {self.max_length}")
-        if not self.output.lower().endswith(".gif"):
-            raise ValueError(f"--output is the GIF to write and must end in .gif, got {self.output!r}")
-        if self.num_frames < 2:
-            raise ValueError(f"--num-frames must be at least 2, got {self.num_frames}")
-        if self.frame_ms < 20:
-            raise ValueError(f"--frame-ms must be at least 20, got {self.frame_ms}")
-        if self.width < 480:
-            raise ValueError(f"--width must be at least 480 pixels, got {self.width}")
-        _check_block_length(self.block_length)
-        _check_decoding_flags(self.steps, self.schedule, self.sampling, self.k, self.p, self.temperature)
-        self.decode_options()
-
-    def decode_options(self):
-        from diffusion.unmasking import DecodeOptions
-
-        return DecodeOptions(steps=self.steps, schedule=self.schedule, sampling=self.sampling, k=self.k, p=self.p,
-                             temperature=self.temperature, remasking=self.remasking,
-                             block_length=self.block_length or None, seed=self.seed)
-
-
-def parse_compare_args(argv: list[str]) -> CompareArguments:
-    (args,) = HfArgumentParser(CompareArguments).parse_args_into_dataclasses(args=list(argv))
-    return args
-
-
-@dataclass
-class QualityArguments:
-    """Flags of benchmarks/quality.py."""
-
-    roberta_checkpoint: str | None = field(
-        default=None, metadata={"help": f"Diffusion model. Default: {TRAINED_MODEL} if it exists, else models/masked-base."}
-    )
-    gpt2_checkpoint: str | None = field(default=None, metadata={"help": "Causal baseline. Default: models/causal-base."})
-    judge: str | None = field(
-        default=None,
-        metadata={"help": "Causal LM (folder or hub id) that scores every generator: judge perplexity. It must be "
-                  "neither generator. Without it the perplexity column stays empty."},
-    )
-    num_prompts: int = field(default=20, metadata={"help": "Held-out prompts (data/wordnet/validation.jsonl.gz)."})
-    samples_per_prompt: int = field(default=4, metadata={"help": "Samples per prompt and setting (seeds 0, 1, ...)."})
-    max_new_tokens: int = field(default=64, metadata={"help": "Tokens each generator writes after the prompt."})
-    prompt_tokens: int = field(default=3, metadata={"help": "Tokens of each held-out text used as the prompt."})
-    steps: list[int] = field(default_factory=lambda: [8, 16, 32, 64], metadata={"help": "Diffusion step counts."})
-    schedules: list[str] = field(
-        default_factory=lambda: ["linear", "cosine", "exponential"], metadata={"help": "Diffusion schedules."}
-    )
-    remasking: list[str] = field(
-        default_factory=lambda: ["low-confidence", "random"], metadata={"help": "Diffusion remasking rules."}
-    )
-    threshold: float | None = field(
-        default=0.9,
-        metadata={"help": "Also run parallel decoding with this --threshold (at the most steps, linear, low-confidence)."},
-    )
-    block_length: int | None = field(
-        default=None,
-        metadata={"help": "Semi-autoregressive blocks of this many positions for every diffusion setting (LLaDA). "
-                  "Default: 8 for a model trained with --eos-padding (else its </s> tail spreads over the text), "
-                  "else none; 0 turns blocks off."},
-    )
-    sampling: str = field(default="nucleus", metadata={"help": "greedy | topk | nucleus, for every generator."})
-    k: int = field(default=50, metadata={"help": "Candidates for --sampling topk."})
-    p: float = field(default=0.9, metadata={"help": "Probability mass for --sampling nucleus."})
-    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature."})
-    seed: int = field(default=0, metadata={"help": "Base seed: prompt i, every setting, uses seed + i."})
-    output_dir: str = field(default="results/quality", metadata={"help": "quality.md, quality.json, quality_vs_steps.png."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier quality.json in --output-dir."})
-    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... Default: cuda if available."})
-
-    def __post_init__(self) -> None:
-        for name in ("num_prompts", "samples_per_prompt", "max_new_tokens", "prompt_tokens"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
-        if not self.steps or min(self.steps) < 1:
-            raise ValueError(f"--steps must be step counts >= 1, got {self.steps}")
-        for schedule in self.schedules:
-            schedules.get_schedule(schedule)
-        bad = [r for r in self.remasking if r not in ("low-confidence", "random")]
-        if bad or not self.remasking:
-            raise ValueError(f"--remasking must be low-confidence and/or random, got {self.remasking}")
-        if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"--threshold must lie in (0, 1), got {self.threshold}")
-        _check_block_length(self.block_length)
-        _check_decoding_flags(1, "linear", self.sampling, self.k, self.p, self.temperature)
-
-
-def parse_quality_args(argv: list[str]) -> QualityArguments:
-    (args,) = HfArgumentParser(QualityArguments).parse_args_into_dataclasses(args=list(argv))
-    return args

@@ -41,14 +41,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from diffusion import schedules
-
-DEFAULT_MASK_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-
-def format_level(level: float) -> str:
-    """0.5 -> '0.5', 1.0 -> '1.0', 0.15 -> '0.15': the suffix of ``loss_mask_<level>``."""
-    text = f"{level:.3f}".rstrip("0")
-    return text + "0" if text.endswith(".") else text
+from diffusion.masked.levels import DEFAULT_MASK_LEVELS, level_index
 
 
 def pad_input_ids(examples: Sequence[dict[str, Any]], pad_token_id: int, pad_to_multiple_of: int | None = None):
@@ -172,7 +165,8 @@ class VariableMaskingCollator:
             # A fixed level r is the time t = r of the linear schedule, whose weight is 1 / r.
             weights = schedules.elbo_weight("linear", rates)
         else:
-            t = self.eps + (1 - self.eps) * torch.rand(n_draws, generator=self.generator, dtype=torch.float64)
+            u = torch.rand(n_draws, generator=self.generator, dtype=torch.float64)
+            t = schedules.training_time(u, self.eps)  # t ~ U[eps, 1]
             rates = schedules.mask_probability(self.schedule, t)
             weights = schedules.elbo_weight(self.schedule, t)
         rates, weights = rates.float(), weights.float()
@@ -226,8 +220,14 @@ class VariableMaskingCollator:
             self.generator.manual_seed(self.seed + 7919 * (info.id + 1))
 
     def level_of(self, rates: torch.Tensor) -> torch.Tensor:
-        """Index into ``mask_levels`` of the level each rate is logged under: the smallest
-        level >= rate (continuous rates fall into the bins the levels delimit). (B,) long."""
-        levels = torch.tensor(self.mask_levels, dtype=rates.dtype, device=rates.device)
-        idx = torch.searchsorted(levels, rates - 1e-6)
-        return idx.clamp(max=len(self.mask_levels) - 1)
+        """Index into ``mask_levels`` of the level each rate is logged under (diffusion/masked/levels.py). (B,) long."""
+        return level_index(rates, self.mask_levels)
+
+    def fixed_level(self, level: float, eos_padding: bool = False) -> VariableMaskingCollator:
+        """A collator that masks every example at exactly ``level``: evaluation, one level at a time.
+
+        Same tokenizer and prefix; rows padded with ``<pad>``, or with maskable ``</s>`` as this
+        collator does when ``eos_padding``.  The trainer reseeds its generator for every batch.
+        """
+        return VariableMaskingCollator(self.tokenizer, mask_levels=(level,), prefix_len=self.prefix_len,
+                                       eos_padding_length=self.eos_padding_length if eos_padding else None)

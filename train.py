@@ -8,8 +8,8 @@
     python train.py --quick-test --resume                  # continue from the last checkpoint
     torchrun --nproc_per_node 2 train.py --quick-test      # data-parallel (CPU: gloo; GPU: nccl)
 
-Data flows: data/ (text) -> diffusion/data.py (tokenise) -> data_collator.py (mask at a random
-rate) -> diffusion/trainer.py (loss per level) -> OUTPUT/final-model (+ metrics.json,
+Data flows: data/ (text) -> diffusion/text/data.py (tokenise) -> data_collator.py (mask at a random
+rate) -> diffusion/masked/trainer.py (loss per level) -> OUTPUT/final-model (+ metrics.json,
 loss_curves.png).  Every flag: ``python train.py --help`` or config.py.
 """
 
@@ -29,20 +29,18 @@ import torch  # noqa: E402
 from transformers import DataCollatorForLanguageModeling, PrinterCallback, ProgressCallback, Trainer, set_seed  # noqa: E402
 from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
-from config import BUNDLED_TOKENIZER, parse_train_args  # noqa: E402
-from data_collator import VariableMaskingCollator, format_level  # noqa: E402
-from diffusion.data import DataError, load_raw_datasets, tokenize_datasets  # noqa: E402
-from diffusion.modeling import ModelLoadError, build_model, count_parameters, load_model, load_tokenizer  # noqa: E402
-from diffusion.plotting import plot_loss_curves  # noqa: E402
-from diffusion.trainer import (  # noqa: E402
-    CompactPrinterCallback,
-    CompactProgressCallback,
-    DiffusionTrainer,
-    LengthGroupedTrainer,
-    load_collator_state,
-)  # noqa: E402
+from config import parse_train_args  # noqa: E402
+from data_collator import VariableMaskingCollator  # noqa: E402
+from diffusion.checkpoint import DiffusionConfig, ModelLoadError, check_length, load_model, load_tokenizer  # noqa: E402
+from diffusion.cli import run_main  # noqa: E402
+from diffusion.masked.levels import format_level  # noqa: E402
+from diffusion.masked.trainer import DiffusionTrainer, load_collator_state  # noqa: E402
+from diffusion.paths import BUNDLED_TOKENIZER  # noqa: E402
+from diffusion.text.data import DataError, load_raw_datasets, tokenize_datasets  # noqa: E402
+from diffusion.text.models import build_model, count_parameters  # noqa: E402
+from diffusion.training import CompactPrinterCallback, CompactProgressCallback, LengthGroupedTrainer  # noqa: E402
+from diffusion.viz.plotting import plot_loss_curves  # noqa: E402
 
-DIFFUSION_CONFIG = "diffusion_config.json"
 # What a folder holds once a run has written to it; their presence means "a run is here".
 RUN_ARTIFACTS = ("final-model", "metrics.json", "initial_metrics.json", "trainer_state.json", "loss_curves.png", "runs")
 
@@ -101,7 +99,7 @@ def earlier_stages(output_dir: str, resume_from: str | None) -> list[dict]:
     return [stage for stage in stages if stage["global_step"] <= resumed_step]
 
 
-def save_final_model(trainer: Trainer, output_dir: str, diffusion_config: dict) -> str:
+def save_final_model(trainer: Trainer, output_dir: str, diffusion_config: DiffusionConfig) -> str:
     """Write OUTPUT/final-model atomically: a crash mid-save never leaves a half-written model."""
     final = os.path.join(output_dir, "final-model")
     tmp = final + ".tmp"
@@ -109,8 +107,7 @@ def save_final_model(trainer: Trainer, output_dir: str, diffusion_config: dict) 
         shutil.rmtree(tmp)
     trainer.save_model(tmp)  # weights (safetensors), config and tokenizer
     if trainer.is_world_process_zero():
-        with open(os.path.join(tmp, DIFFUSION_CONFIG), "w") as f:
-            json.dump(diffusion_config, f, indent=2)
+        diffusion_config.save(tmp)
         if os.path.exists(final):
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -166,9 +163,10 @@ def run(argv: list[str]) -> int:
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         raise RunError(f"the model's vocabulary ({model.get_input_embeddings().num_embeddings}) is smaller than "
                        f"the tokenizer's ({len(tokenizer)}); pass the model's own tokenizer with --tokenizer")
-    n_positions = getattr(model.config, "max_position_embeddings", None) or getattr(model.config, "n_positions", None)
-    if n_positions is not None and data_args.max_length > n_positions - (2 if model_args.objective == "masked" else 0):
-        raise RunError(f"--max-length {data_args.max_length} is longer than the model's {n_positions} positions")
+    try:
+        check_length(data_args.max_length, model, source)
+    except ValueError as err:
+        raise RunError(str(err)) from None
 
     # ---- data -------------------------------------------------------------------------
     with training_args.main_process_first(desc="loading and tokenising the dataset"):
@@ -234,20 +232,15 @@ def run(argv: list[str]) -> int:
     train_result = trainer.train(resume_from_checkpoint=resume_from)
     after = add_perplexity(trainer.evaluate(), "eval")
 
-    diffusion_config = {
-        "objective": model_args.objective,
-        "mask_levels": diff_args.mask_levels,
-        "rate_sampling": diff_args.rate_sampling,
-        "schedule": diff_args.schedule,
-        "mask_rate_per": diff_args.mask_rate_per,
-        "prefix_len": diff_args.prefix_len,
-        "eos_padding": diff_args.eos_padding and model_args.objective == "masked",  # causal: no collator of ours
-        "loss_weighting": diff_args.loss_weighting,
-        "max_length": data_args.max_length,
-        "dataset": data_args.data_dir or data_args.dataset,
-        "trained_from": source,
-        "global_step": trainer.state.global_step,
-    }
+    masking = {}  # the collator's settings; the causal objective has no collator of ours
+    if model_args.objective == "masked":
+        masking = dict(mask_levels=diff_args.mask_levels, rate_sampling=diff_args.rate_sampling,
+                       schedule=diff_args.schedule, mask_rate_per=diff_args.mask_rate_per,
+                       prefix_len=diff_args.prefix_len, eos_padding=diff_args.eos_padding,
+                       loss_weighting=diff_args.loss_weighting)
+    diffusion_config = DiffusionConfig(objective=model_args.objective, max_length=data_args.max_length,
+                                       dataset=data_args.data_dir or data_args.dataset, trained_from=source,
+                                       global_step=trainer.state.global_step, **masking)
     final = save_final_model(trainer, output_dir, diffusion_config)
     if not is_main:
         return 0
@@ -297,11 +290,7 @@ def add_perplexity(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except (RunError, DataError, ModelLoadError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_main(run, argv, errors=(RunError, DataError, ModelLoadError))
 
 
 if __name__ == "__main__":

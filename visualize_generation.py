@@ -12,111 +12,107 @@ It writes into --output (default: the current folder):
     animation_data.js                    the trace for view_animation.html (open the page next to it)
 
 Every decoding flag of generate.py works here too (--schedule, --sampling, --k, --p, --remasking,
---refine, --threshold, --block-length, --seed, ...). The drawing lives in diffusion/rendering.py.
+--refine, --threshold, --block-length, --seed, ...): both parse diffusion/masked/unmasking.py's
+DecodeOptions. The drawing lives in diffusion/viz/rendering.py.
 Every flag: ``python visualize_generation.py --help``; the guide: docs/VISUALIZATION_GUIDE.md.
 """
 
 from __future__ import annotations
 
-import glob
+import dataclasses
 import json
 import os
-import re
 import sys
 import time
+from dataclasses import dataclass, field
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import generate  # noqa: E402  (sets the quiet logging that generate.py uses)
-from config import VisualizeArguments, parse_visualize_args  # noqa: E402
-from diffusion.modeling import ModelLoadError, pick_device  # noqa: E402
-from diffusion.rendering import Style, render_frames, save_gif, step_pieces  # noqa: E402
-from diffusion.unmasking import build_prompt, decode  # noqa: E402
+from diffusion.checkpoint import quiet_loading  # noqa: E402
+from diffusion.cli import parse_args, run_main  # noqa: E402
+from diffusion.device import pick_device  # noqa: E402
+from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
+from diffusion.masked.unmasking import DecodeOptions, build_prompt, decode  # noqa: E402
+from diffusion.viz.rendering import Style, position_kinds, render_frames, save_gif, step_pieces, write_frames  # noqa: E402
 
 GIF_NAME = "text_diffusion_animation.gif"
 FRAMES_DIR = "visualization_frames"
 DATA_NAME = "animation_data.js"
-FRAME_NAME = re.compile(r"^frame_\d{3,}\.png$")
 
 
-def position_kinds(prompt, tokenizer) -> list[str]:
-    """Per position of the (single) prompt: 'generated', 'prefix' (fixed text) or 'special' (<s>, </s>: not drawn).
+@dataclass
+class AnimationArguments:
+    """visualize_generation.py's own flags (the model, prompt and decoding flags are generate.py's)."""
 
-    Only the template's own special tokens are hidden; a </s> the model draws is shown, since it
-    ends the text (generate.py drops what follows it).
-    """
-    special = set(tokenizer.all_special_ids)
-    kinds = []
-    for token, generated in zip(prompt.input_ids[0].tolist(), prompt.generate[0].tolist(), strict=True):
-        kinds.append("generated" if generated else "special" if token in special else "prefix")
-    return kinds
+    num_samples: int = field(default=1, metadata={"help": "Always 1: the animation follows one sequence."})
+    json: bool = field(default=False, metadata={"help": "Not here: the trace goes to animation_data.js (generate.py --json)."})
+    frame_ms: int = field(
+        default=800, metadata={"help": "Milliseconds per frame in the GIF and the viewer (the last frame stays 3x)."}
+    )
+    output: str = field(
+        default=".",
+        metadata={"help": "Folder for text_diffusion_animation.gif, visualization_frames/ and animation_data.js."},
+    )
+    width: int = field(default=960, metadata={"help": "Frame width in pixels (the height follows the text)."})
 
-
-def settings_line(data: dict) -> str:
-    """'greedy, linear schedule, 10 steps' for the frames' header."""
-    o = data["options"]
-    sampling = {"topk": f"top-k {o['k']}", "nucleus": f"nucleus p={o['p']}"}.get(o["sampling"], o["sampling"])
-    if o["sampling"] != "greedy" and o["temperature"] != 1.0:
-        sampling += f", T={o['temperature']}"
-    extra = "".join([", refine" if o["refine"] else "", f", threshold {o['threshold']}" if o["threshold"] else "",
-                     f", blocks of {o['block_length']}" if o["block_length"] else ""])
-    return f"{sampling}, {o['schedule']} schedule, {o['steps']} steps{extra}"
-
-
-def write_frames(frames, folder: str) -> list[str]:
-    """frame_000.png ... into folder; frames left from an earlier, longer run are deleted."""
-    os.makedirs(folder, exist_ok=True)
-    paths = [os.path.join(folder, f"frame_{k:03d}.png") for k in range(len(frames))]
-    for stale in set(glob.glob(os.path.join(folder, "frame_*.png"))) - set(paths):
-        if FRAME_NAME.match(os.path.basename(stale)):  # only our own numbered frames
-            os.remove(stale)
-    for frame, path in zip(frames, paths, strict=True):
-        frame.save(path, optimize=True)
-    return paths
+    def __post_init__(self) -> None:
+        if self.num_samples != 1:
+            raise ValueError(f"the animation follows one sequence: --num-samples must be 1, got {self.num_samples} "
+                             "(generate.py --num-samples N --show-steps prints several)")
+        if self.json:
+            raise ValueError("--json is generate.py's; visualize_generation.py writes the same trace to animation_data.js")
+        # GIF delays are in 1/100 s, and browsers play delays under 20 ms as 100 ms.
+        if self.frame_ms < 20:
+            raise ValueError(f"--frame-ms must be at least 20, got {self.frame_ms}")
+        if self.width < 480:
+            raise ValueError(f"--width must be at least 480 pixels, got {self.width}")
 
 
 def run(argv: list[str]) -> int:
-    args: VisualizeArguments = parse_visualize_args(argv)
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise ValueError(f"--output {args.output!r} is a file; give a folder")
-    model, tokenizer, checkpoint, why, max_length = generate.load_generator_model(args)
+    args, options, anim = parse_args((GenerationArguments, DecodeOptions, AnimationArguments), argv)
+    if os.path.exists(anim.output) and not os.path.isdir(anim.output):
+        raise ValueError(f"--output {anim.output!r} is a file; give a folder")
+    quiet_loading()
+    generator = load_generator(args.checkpoint, args.max_length, options.block_length)
+    options = dataclasses.replace(options, block_length=generator.block_length)
+    model, tokenizer, checkpoint = generator.model, generator.tokenizer, generator.checkpoint
     model.to(pick_device(args.device))
-    prompt = build_prompt(tokenizer, prefix=args.prefix, text=args.text, max_length=max_length, num_samples=1)
+    prompt = build_prompt(tokenizer, prefix=args.prefix, text=args.text, max_length=generator.max_length, num_samples=1)
     started = time.perf_counter()
-    result = decode(model, tokenizer, prompt, args.decode_options())
+    result = decode(model, tokenizer, prompt, options)
     seconds = time.perf_counter() - started
 
     # The viewer's data: generate.py --json's record of this one sample, plus what the page needs to draw it.
-    data = generate.to_json(result, tokenizer, checkpoint, args, seconds)
+    data = trace_json(result, tokenizer, checkpoint, options, seconds)
     sample = data["samples"][0]
     sample["kinds"] = position_kinds(prompt, tokenizer)
     data.update(model=os.path.basename(os.path.normpath(checkpoint)), prefix=args.prefix, template=args.text,
-                max_length=max_length, frame_ms=args.frame_ms, settings=settings_line(data))
+                max_length=generator.max_length, frame_ms=anim.frame_ms, settings=options.describe())
 
     steps = [step_pieces(s["tokens"], s["masked"], s["revealed"], sample["kinds"]) for s in sample["steps"]]
-    frames = render_frames(steps, header=settings_line(data), style=Style(width=args.width))
+    frames = render_frames(steps, header=options.describe(), style=Style(width=anim.width))
 
-    gif_path = os.path.join(args.output, GIF_NAME)
-    data_path = os.path.join(args.output, DATA_NAME)
+    gif_path = os.path.join(anim.output, GIF_NAME)
+    data_path = os.path.join(anim.output, DATA_NAME)
     try:
-        os.makedirs(args.output, exist_ok=True)
-        frame_paths = write_frames(frames, os.path.join(args.output, FRAMES_DIR))
-        save_gif(frames, gif_path, frame_ms=args.frame_ms)
+        os.makedirs(anim.output, exist_ok=True)
+        frame_paths = write_frames(frames, os.path.join(anim.output, FRAMES_DIR))
+        save_gif(frames, gif_path, frame_ms=anim.frame_ms)
         with open(data_path, "w") as f:
             # A script, not a .json fetched by the page: browsers refuse fetch() on file:// pages,
             # but load <script src> from the same folder.
             f.write("window.ANIMATION_DATA = " + json.dumps(data) + ";\n")
     except OSError as err:  # a folder that cannot be written
-        raise ValueError(f"cannot write the animation into --output {args.output!r}: {err.strerror or err}") from None
+        raise ValueError(f"cannot write the animation into --output {anim.output!r}: {err.strerror or err}") from None
 
     width, height = frames[0].size
-    print(f"model: {checkpoint} ({why})")
-    print(f"{result.forward_passes} forward passes ({settings_line(data)}), {seconds:.2f} s")
+    print(f"model: {checkpoint} ({generator.why})")
+    print(f"{result.forward_passes} forward passes ({options.describe()}), {seconds:.2f} s")
     if args.show_steps:
         for k, step in enumerate(result.trace):
-            print(f"  step {k:>3}: {generate.render(tokenizer, step.ids[0].tolist(), step.masked[0].tolist())}")
+            print(f"  step {k:>3}: {masked_line(tokenizer, step.ids[0].tolist(), step.masked[0].tolist())}")
     print(f"text: {sample['text']}")
-    print(f"wrote {gif_path} ({len(frames)} frames, {width}x{height}, {args.frame_ms} ms each, "
+    print(f"wrote {gif_path} ({len(frames)} frames, {width}x{height}, {anim.frame_ms} ms each, "
           f"{os.path.getsize(gif_path) / 1024:.0f} KB)")
     print(f"wrote {os.path.dirname(frame_paths[0])}/frame_000.png ... {os.path.basename(frame_paths[-1])}")
     print(f"wrote {data_path}: open view_animation.html from the same folder, or load this file with its "
@@ -125,11 +121,7 @@ def run(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except (ValueError, ModelLoadError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":

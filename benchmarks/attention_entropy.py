@@ -31,8 +31,8 @@ import torch  # noqa: E402
 from transformers import AutoModelForMaskedLM  # noqa: E402
 
 from data_collator import VariableMaskingCollator  # noqa: E402
-from diffusion.data import load_raw_datasets  # noqa: E402
-from diffusion.modeling import load_tokenizer  # noqa: E402
+from diffusion.checkpoint import load_tokenizer, usable_length  # noqa: E402
+from diffusion.text.data import load_raw_datasets  # noqa: E402
 
 
 @torch.no_grad()
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError:  # "Unrecognized configuration class": a causal or other non-masked model
         print(f"error: {args.checkpoint!r} is not a masked LM", file=sys.stderr)
         return 2
-    positions = getattr(model.config, "max_position_embeddings", 514) - 2
+    positions = usable_length(model) or 512
     texts = load_raw_datasets("wordnet")["validation"][: args.samples]["text"]
     rows = sorted(tokenizer(texts, truncation=True, max_length=min(positions, 128))["input_ids"], key=len)
     collator = VariableMaskingCollator(tokenizer, mask_levels=(args.mask_rate,), seed=0)

@@ -14,13 +14,12 @@ comparison is benchmarks/quality.py). Every setting sees the same prompts.
 
 from __future__ import annotations
 
-import argparse
-import gzip
 import json
 import os
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -28,27 +27,43 @@ sys.path.insert(0, REPO_ROOT)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from config import BUNDLED_MASKED_MODEL, TRAINED_MODEL  # noqa: E402
-from diffusion.modeling import load_diffusion_config, load_model, load_tokenizer, resolve_checkpoint  # noqa: E402
-from diffusion.unmasking import DecodeOptions, Prompt, decode, resolve_block_length  # noqa: E402
+from diffusion.checkpoint import quiet_loading, usable_length  # noqa: E402
+from diffusion.cli import parse_args, run_main  # noqa: E402
+from diffusion.masked.generation import load_generator  # noqa: E402
+from diffusion.masked.unmasking import DecodeOptions, Prompt, check_block_length, decode, prompt_from_ids  # noqa: E402
+from diffusion.text.data import held_out_documents  # noqa: E402
 
 STEPS = (1, 8, 16, 32, 64)
 
 
+@dataclass
+class SpeedArguments:
+    checkpoint: str | None = field(default=None, metadata={"help": "Masked model (default: as generate.py)."})
+    samples: int = field(default=8, metadata={"help": "Prompts decoded as one batch."})
+    generated: int = field(default=64, metadata={"help": "Tokens to generate per sample."})
+    prompt_tokens: int = field(default=3, metadata={"help": "Tokens of each held-out text used as the prompt."})
+    threshold: float = field(default=0.9, metadata={"help": "The --threshold of the parallel-decoding setting."})
+    block_length: int | None = field(
+        default=None,
+        metadata={"help": "Semi-autoregressive blocks for every setting (default: the model's, as in generate.py: "
+                  "8 after --eos-padding, else none; 0: none)."},
+    )
+    repeats: int = field(default=2, metadata={"help": "Timed repeats per setting (best is kept)."})
+    output: str | None = field(default=None, metadata={"help": "Also write the results as JSON."})
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "generated", "prompt_tokens", "repeats"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        DecodeOptions(threshold=self.threshold)  # the one check of --threshold
+        check_block_length(self.block_length)
+
+
 def held_out_prompts(tokenizer, n: int, prompt_tokens: int, generated: int) -> Prompt:
-    """<s> + the first ``prompt_tokens`` tokens of n held-out documents + masks + </s>."""
-    path = os.path.join(REPO_ROOT, "data", "wordnet", "validation.jsonl.gz")
-    rows = []
-    with gzip.open(path, "rt") as f:
-        for line in f:
-            ids = tokenizer(json.loads(line)["text"], add_special_tokens=False)["input_ids"]
-            if len(ids) >= prompt_tokens:
-                rows.append([tokenizer.bos_token_id] + ids[:prompt_tokens] + [tokenizer.mask_token_id] * generated
-                            + [tokenizer.eos_token_id])
-            if len(rows) == n:
-                break
-    input_ids = torch.tensor(rows)
-    return Prompt(input_ids=input_ids, generate=input_ids == tokenizer.mask_token_id)
+    """<s> + the first ``prompt_tokens`` tokens of n held-out documents + masks + </s>, one row each."""
+    rows = [prompt_from_ids(tokenizer, ids[:prompt_tokens], generated)
+            for ids in held_out_documents(tokenizer, n, prompt_tokens)]
+    return Prompt(input_ids=torch.cat([r.input_ids for r in rows]), generate=torch.cat([r.generate for r in rows]))
 
 
 @torch.no_grad()
@@ -65,32 +80,19 @@ def self_mlm_loss(model, tokenizer, ids: torch.Tensor, generate: torch.Tensor, d
     return total / max(count, 1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None)
-    parser.add_argument("--samples", type=int, default=8, help="prompts decoded as one batch")
-    parser.add_argument("--generated", type=int, default=64, help="tokens to generate per sample")
-    parser.add_argument("--prompt-tokens", type=int, default=3)
-    parser.add_argument("--threshold", type=float, default=0.9)
-    parser.add_argument("--block-length", type=int, default=None,
-                        help="semi-autoregressive blocks for every setting (default: the model's, as in generate.py: "
-                             "8 after --eos-padding, else none; 0: none)")
-    parser.add_argument("--repeats", type=int, default=2, help="timed repeats per setting (best is kept)")
-    parser.add_argument("--output", default=None, help="also write the results as JSON")
-    args = parser.parse_args()
-
-    checkpoint, why = resolve_checkpoint(args.checkpoint, TRAINED_MODEL, BUNDLED_MASKED_MODEL)
-    model = load_model("masked", checkpoint).eval()
-    tokenizer = load_tokenizer(checkpoint)
-    positions = model.config.max_position_embeddings - 2  # RoBERTa numbers positions from pad_id + 1
+def run(argv: list[str]) -> int:
+    (args,) = parse_args((SpeedArguments,), argv)
+    quiet_loading()
+    generator = load_generator(args.checkpoint, block_length=args.block_length)
+    model, tokenizer, checkpoint, why = generator.model.eval(), generator.tokenizer, generator.checkpoint, generator.why
+    positions = usable_length(model)
     if args.prompt_tokens + args.generated + 2 > positions:
         fitted = positions - args.prompt_tokens - 2
         print(f"note: {checkpoint} has {positions} positions; generating {fitted} tokens instead of {args.generated}")
         args.generated = fitted
     prompt = held_out_prompts(tokenizer, args.samples, args.prompt_tokens, args.generated)
     steps = [s for s in STEPS if s <= args.generated] + ([args.generated] if args.generated < max(STEPS) else [])
-    # As in generate.py; with B-position blocks every block takes at least one pass.
-    blocks = resolve_block_length(args.block_length, load_diffusion_config(checkpoint))
+    blocks = generator.block_length  # as in generate.py; with B-position blocks every block takes at least one pass
     settings = [(f"{s} step{'s' if s > 1 else ''}", DecodeOptions(steps=s, block_length=blocks)) for s in steps]
     settings.append((f"threshold {args.threshold}",
                      DecodeOptions(steps=max(steps), threshold=args.threshold, block_length=blocks)))
@@ -140,7 +142,12 @@ def main() -> None:
     if args.output:
         with open(args.output, "w") as f:
             json.dump({"checkpoint": checkpoint, "rows": rows}, f, indent=2)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

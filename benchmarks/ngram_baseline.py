@@ -31,10 +31,11 @@ sys.path.insert(0, REPO)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from config import BUNDLED_DATASET, BUNDLED_TOKENIZER  # noqa: E402
-from data_collator import DEFAULT_MASK_LEVELS, choose_masked, format_level, maskable_positions, pad_input_ids  # noqa: E402
-from diffusion.data import DataError, load_raw_datasets, tokenize_datasets  # noqa: E402
-from diffusion.modeling import ModelLoadError, load_tokenizer  # noqa: E402
+from data_collator import choose_masked, maskable_positions, pad_input_ids  # noqa: E402
+from diffusion.checkpoint import ModelLoadError, load_tokenizer  # noqa: E402
+from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level  # noqa: E402
+from diffusion.paths import BUNDLED_DATASET, BUNDLED_TOKENIZER  # noqa: E402
+from diffusion.text.data import DataError, load_raw_datasets, tokenize_datasets  # noqa: E402
 
 EDGE = -1  # the neighbour of a document's first or last token when it has no <s> / </s>
 

@@ -6,9 +6,10 @@
 
 The protocol.  Prompts: the first ``--prompt-tokens`` (3) tokens of the first ``--num-prompts``
 held-out documents (data/wordnet/validation.jsonl.gz) that are that long, the rule of
-benchmarks/generation_speed.py.  Every generator writes ``--max-new-tokens`` (64) tokens after
-each prompt, ``--samples-per-prompt`` samples at once with seed ``--seed + prompt index``, the
-same for every setting, with the same ``--sampling`` (nucleus p=0.9 by default).  Settings:
+benchmarks/generation_speed.py (both call diffusion/text/data.py's ``held_out_documents``).
+Every generator writes ``--max-new-tokens`` (64) tokens after each prompt, ``--samples-per-prompt``
+samples at once with seed ``--seed + prompt index``, the same for every setting, with the same
+``--sampling`` (nucleus p=0.9 by default).  Settings:
 
 * diffusion at each of ``--steps`` (8 16 32 64) x ``--schedules`` (linear cosine exponential)
   x ``--remasking`` (low-confidence random), and parallel decoding with ``--threshold`` 0.9
@@ -18,20 +19,21 @@ same for every setting, with the same ``--sampling`` (nucleus p=0.9 by default).
 
 Each gets judge perplexity (with ``--judge``: a causal LM that is neither generator; the same
 folder as a generator is refused), distinct-1/2/3, unigram entropy, 3-gram repetition rate and
-mean length in words and tokens, all defined in diffusion/text_metrics.py; the judge-free ones
-are computed through the local ``evaluate`` module diffusion/metrics/text_diversity.  Text after
+mean length in words and tokens, all defined in diffusion/text/metrics.py; the judge-free ones
+are computed through the local ``evaluate`` module diffusion/text/text_diversity.  Text after
 the first ``</s>`` is dropped on both sides.  It prints one line per setting and writes into
 ``--output-dir`` (results/quality): quality.md (the table), quality.json, quality_vs_steps.png.
 """
 
 from __future__ import annotations
 
-import gzip
+import dataclasses
 import json
 import os
 import platform
 import sys
 import time
+from dataclasses import dataclass, field
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
@@ -39,41 +41,84 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-import compare_models  # noqa: E402  (model resolution, shared with the side-by-side script; quiet logging)
-from config import QualityArguments, parse_quality_args  # noqa: E402
-from diffusion.comparison import causal_context, check_judge, continuations, generate_causal, position_limit  # noqa: E402
-from diffusion.modeling import ModelLoadError, load_diffusion_config, load_model, load_tokenizer, pick_device  # noqa: E402
-from diffusion.text_metrics import judge_perplexity  # noqa: E402
-from diffusion.unmasking import DecodeOptions, Prompt, decode, resolve_block_length  # noqa: E402
+from diffusion.checkpoint import check_length, quiet_loading, resolve_model, usable_length  # noqa: E402
+from diffusion.cli import parse_args, run_main  # noqa: E402
+from diffusion.device import pick_device  # noqa: E402
+from diffusion.masked.generation import load_generator  # noqa: E402
+from diffusion.masked.unmasking import DecodeOptions, continuations, decode, prompt_from_ids  # noqa: E402
+from diffusion.paths import TRAINED_MODEL  # noqa: E402
+from diffusion.text.causal import causal_context, generate_causal, load_causal  # noqa: E402
+from diffusion.text.data import held_out_documents  # noqa: E402
+from diffusion.text.metrics import check_judge, judge_perplexity  # noqa: E402
+from diffusion.text.sampling import SamplingOptions  # noqa: E402
 
-METRIC_MODULE = os.path.join(REPO_ROOT, "diffusion", "metrics", "text_diversity")
-VALIDATION = os.path.join(REPO_ROOT, "data", "wordnet", "validation.jsonl.gz")
-
-
-def held_out_documents(tokenizer, n: int, prompt_tokens: int) -> list[list[int]]:
-    """Token ids (no specials) of the first ``n`` held-out documents with at least ``prompt_tokens`` tokens."""
-    docs = []
-    with gzip.open(VALIDATION, "rt") as f:
-        for line in f:
-            ids = tokenizer(json.loads(line)["text"], add_special_tokens=False)["input_ids"]
-            if len(ids) >= prompt_tokens:
-                docs.append(ids)
-            if len(docs) == n:
-                break
-    return docs
+METRIC_MODULE = os.path.join(REPO_ROOT, "diffusion", "text", "text_diversity")
 
 
-def diffusion_prompt(tokenizer, prompt_ids: list[int], n_new: int, samples: int) -> Prompt:
-    """``<s> prompt <mask> x n_new </s>``, ``samples`` rows."""
-    row = [tokenizer.bos_token_id] + prompt_ids + [tokenizer.mask_token_id] * n_new + [tokenizer.eos_token_id]
-    input_ids = torch.tensor([row] * samples)
-    return Prompt(input_ids=input_ids, generate=input_ids == tokenizer.mask_token_id)
+@dataclass
+class BenchmarkSampling(SamplingOptions):
+    """The shared sampling flags, nucleus by default here: greedy would give every sample of a prompt the same text."""
+
+    sampling: str = field(default="nucleus", metadata={"help": "greedy | topk | nucleus, for every generator."})
 
 
-def diffusion_settings(args: QualityArguments) -> list[tuple[str, dict, DecodeOptions]]:
+@dataclass
+class QualityArguments:
+    """The benchmark's own flags (token sampling for every generator: diffusion/text/sampling.py's SamplingOptions)."""
+
+    roberta_checkpoint: str | None = field(
+        default=None, metadata={"help": f"Diffusion model. Default: {TRAINED_MODEL} if it exists, else models/masked-base."}
+    )
+    gpt2_checkpoint: str | None = field(default=None, metadata={"help": "Causal baseline. Default: models/causal-base."})
+    judge: str | None = field(
+        default=None,
+        metadata={"help": "Causal LM (folder or hub id) that scores every generator: judge perplexity. It must be "
+                  "neither generator. Without it the perplexity column stays empty."},
+    )
+    num_prompts: int = field(default=20, metadata={"help": "Held-out prompts (data/wordnet/validation.jsonl.gz)."})
+    samples_per_prompt: int = field(default=4, metadata={"help": "Samples per prompt and setting (seeds 0, 1, ...)."})
+    max_new_tokens: int = field(default=64, metadata={"help": "Tokens each generator writes after the prompt."})
+    prompt_tokens: int = field(default=3, metadata={"help": "Tokens of each held-out text used as the prompt."})
+    steps: list[int] = field(default_factory=lambda: [8, 16, 32, 64], metadata={"help": "Diffusion step counts."})
+    schedules: list[str] = field(
+        default_factory=lambda: ["linear", "cosine", "exponential"], metadata={"help": "Diffusion schedules."}
+    )
+    remasking: list[str] = field(
+        default_factory=lambda: ["low-confidence", "random"], metadata={"help": "Diffusion remasking rules."}
+    )
+    threshold: float | None = field(
+        default=0.9,
+        metadata={"help": "Also run parallel decoding with this --threshold (at the most steps, linear, low-confidence)."},
+    )
+    block_length: int | None = field(
+        default=None,
+        metadata={"help": "Semi-autoregressive blocks of this many positions for every diffusion setting (LLaDA). "
+                  "Default: 8 for a model trained with --eos-padding (else its </s> tail spreads over the text), "
+                  "else none; 0 turns blocks off."},
+    )
+    seed: int = field(default=0, metadata={"help": "Base seed: prompt i, every setting, uses seed + i."})
+    output_dir: str = field(default="results/quality", metadata={"help": "quality.md, quality.json, quality_vs_steps.png."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier quality.json in --output-dir."})
+    device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... Default: cuda if available."})
+
+    def __post_init__(self) -> None:
+        for name in ("num_prompts", "samples_per_prompt", "max_new_tokens", "prompt_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if not self.steps or not self.schedules or not self.remasking:
+            raise ValueError("--steps, --schedules and --remasking each need at least one value")
+        # Every setting of the plan goes through the decoder's own checks (DecodeOptions), the only ones.
+        for steps in self.steps:
+            for schedule in self.schedules:
+                for remasking in self.remasking:
+                    DecodeOptions(steps=steps, schedule=schedule, remasking=remasking, block_length=self.block_length)
+        if self.threshold is not None:
+            DecodeOptions(threshold=self.threshold)
+
+
+def diffusion_settings(args: QualityArguments, sampling: SamplingOptions) -> list[tuple[str, dict, DecodeOptions]]:
     steps = sorted({min(s, args.max_new_tokens) for s in args.steps})
-    common = dict(sampling=args.sampling, k=args.k, p=args.p, temperature=args.temperature,
-                  block_length=args.block_length)
+    common = dict(**vars(sampling), block_length=args.block_length)
     blocks = f", blocks of {args.block_length}" if args.block_length else ""
     out = []
     for s in steps:
@@ -99,8 +144,9 @@ def score(metric, judge, prompts: list[str], texts: list[str], lengths: list[int
 
 
 def run(argv: list[str]) -> int:
-    args = parse_quality_args(argv)
-    (masked_name, masked_why), (causal_name, causal_why) = compare_models.resolve_models(args)
+    args, sampling = parse_args((QualityArguments, BenchmarkSampling), argv)
+    masked_name, masked_why = resolve_model(args.roberta_checkpoint, "--roberta-checkpoint", "masked")
+    causal_name, causal_why = resolve_model(args.gpt2_checkpoint, "--gpt2-checkpoint", "causal", " (or gpt2, with internet)")
     if args.judge:
         check_judge(args.judge, {"diffusion": masked_name, "GPT-2": causal_name})
     md_path, json_path, png_path = (os.path.join(args.output_dir, name)
@@ -109,23 +155,23 @@ def run(argv: list[str]) -> int:
         raise ValueError(f"{json_path} exists: pass --overwrite to replace it, or another --output-dir")
 
     device = pick_device(args.device)
-    model = load_model("masked", masked_name).eval().to(device)
-    args.block_length = resolve_block_length(args.block_length, load_diffusion_config(masked_name))  # as generate.py
-    tokenizer = load_tokenizer(masked_name)
-    if tokenizer.mask_token_id is None:
-        raise ModelLoadError(f"the tokenizer of {masked_name!r} has no mask token")
-    gpt2, gpt2_tokenizer = compare_models.load_causal(causal_name)
+    quiet_loading()
+    generator = load_generator(masked_name, block_length=args.block_length, flag="--roberta-checkpoint")  # as generate.py
+    args.block_length = generator.block_length
+    model, tokenizer = generator.model.eval().to(device), generator.tokenizer
+    gpt2, gpt2_tokenizer = load_causal(causal_name)
     gpt2.eval().to(device)
     judge = None
     if args.judge:
-        judge_model, judge_tokenizer = compare_models.load_causal(args.judge, "--judge")
+        judge_model, judge_tokenizer = load_causal(args.judge, "--judge")
         judge = (judge_model.eval().to(device), judge_tokenizer)
-    positions = model.config.max_position_embeddings - (2 if model.config.model_type.startswith("roberta") else 0)
     need = args.prompt_tokens + args.max_new_tokens + 2
-    if need > positions:
-        raise ValueError(f"{masked_name!r} has {positions} positions: {args.prompt_tokens} prompt + {args.max_new_tokens} "
-                         f"new tokens + <s> + </s> need {need}; lower --max-new-tokens")
-    limit = position_limit(gpt2)
+    try:
+        check_length(need, model, masked_name)
+    except ValueError:
+        raise ValueError(f"{masked_name!r} has {usable_length(model)} positions: {args.prompt_tokens} prompt + "
+                         f"{args.max_new_tokens} new tokens + <s> + </s> need {need}; lower --max-new-tokens") from None
+    limit = usable_length(gpt2)
     if limit and args.prompt_tokens + args.max_new_tokens + 1 > limit:
         raise ValueError(f"{causal_name!r} has {limit} positions, too few for {args.prompt_tokens} prompt + "
                          f"{args.max_new_tokens} new tokens; lower --max-new-tokens")
@@ -140,15 +186,15 @@ def run(argv: list[str]) -> int:
     print(f"diffusion model: {masked_name} ({masked_why})")
     print(f"autoregressive model: {causal_name} ({causal_why})")
     print(f"judge: {args.judge or 'none (no judge perplexity; pass --judge)'}")
-    print(f"{n} held-out prompts x {samples} samples x {args.max_new_tokens} new tokens, {args.sampling} sampling"
+    print(f"{n} held-out prompts x {samples} samples x {args.max_new_tokens} new tokens, {sampling.sampling} sampling"
           + (f", diffusion in blocks of {args.block_length}" if args.block_length else ""))
 
     # One warm-up call each, so the first setting does not pay for first-call allocation.
-    decode(model, tokenizer, diffusion_prompt(tokenizer, prompt_ids[0], args.max_new_tokens, 1), DecodeOptions(steps=1))
+    decode(model, tokenizer, prompt_from_ids(tokenizer, prompt_ids[0], args.max_new_tokens), DecodeOptions(steps=1))
     generate_causal(gpt2, gpt2_tokenizer, causal_context(gpt2_tokenizer, prompt_texts[0]), 1)
 
     plan = [("reference", "held-out text", {}, None)]
-    plan += [("diffusion", name, fields, options) for name, fields, options in diffusion_settings(args)]
+    plan += [("diffusion", name, fields, options) for name, fields, options in diffusion_settings(args, sampling)]
     plan.append(("gpt2", "left to right, KV cache", {}, None))
     rows = []
     for index, (generator, name, fields, options) in enumerate(plan, 1):
@@ -162,8 +208,8 @@ def run(argv: list[str]) -> int:
                 texts.append(tokenizer.decode(ref))
                 lengths.append(len(ref))
             elif generator == "diffusion":
-                prompt = diffusion_prompt(tokenizer, prompt_ids[i], args.max_new_tokens, samples)
-                opts = DecodeOptions(**{**vars(options), "seed": seed})
+                prompt = prompt_from_ids(tokenizer, prompt_ids[i], args.max_new_tokens, samples)
+                opts = dataclasses.replace(options, seed=seed)
                 result = decode(model, tokenizer, prompt, opts)
                 lefts, conts, lens = continuations(tokenizer, prompt, result.ids)
                 contexts += lefts
@@ -173,7 +219,8 @@ def run(argv: list[str]) -> int:
                 tokens += samples * args.max_new_tokens
             else:
                 causal = generate_causal(gpt2, gpt2_tokenizer, causal_context(gpt2_tokenizer, prompt_texts[i]),
-                                         args.max_new_tokens, args.sampling, args.k, args.p, args.temperature, seed,
+                                         args.max_new_tokens, sampling.sampling, sampling.k, sampling.p,
+                                         sampling.temperature, seed,
                                          num_samples=samples)
                 contexts += [prompt_texts[i]] * samples
                 texts += causal.texts
@@ -196,7 +243,7 @@ def run(argv: list[str]) -> int:
 
     meta = {"diffusion_model": masked_name, "causal_model": causal_name, "judge": args.judge, "num_prompts": n,
             "samples_per_prompt": samples, "max_new_tokens": args.max_new_tokens, "prompt_tokens": args.prompt_tokens,
-            "sampling": {"method": args.sampling, "k": args.k, "p": args.p, "temperature": args.temperature},
+            "sampling": {"method": sampling.sampling, "k": sampling.k, "p": sampling.p, "temperature": sampling.temperature},
             "seed": args.seed, "device": str(device),
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"}
     try:
@@ -240,7 +287,7 @@ def markdown(meta: dict, rows: list[dict]) -> str:
                      f"| {_fmt(r['repetition_rate'])} | {_fmt(r['length_words'], 1)} | {_fmt(r['length_tokens'], 1)} |")
     lines += [
         "",
-        "Definitions (diffusion/text_metrics.py): words are whitespace-split; distinct-n = unique / total word n-grams "
+        "Definitions (diffusion/text/metrics.py): words are whitespace-split; distinct-n = unique / total word n-grams "
         "pooled over all samples of a setting; entropy of the pooled word distribution in nats; repetition = share of "
         "a sample's word 3-grams already seen earlier in it, averaged over samples; judge perplexity = exp(mean NLL per "
         "judge token of the continuation given the prompt), tokens pooled; length = mean words / generator tokens "
@@ -299,11 +346,7 @@ def plot_quality_vs_steps(rows: list[dict], path: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
-        return run(sys.argv[1:] if argv is None else argv)
-    except (ValueError, ModelLoadError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -50,11 +50,15 @@ import transformers  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, get_scheduler, set_seed  # noqa: E402
 
-from config import BUNDLED_TOKENIZER, parse_train_args  # noqa: E402
+from config import parse_train_args  # noqa: E402
 from data_collator import VariableMaskingCollator  # noqa: E402
-from diffusion.data import load_raw_datasets, tokenize_datasets  # noqa: E402
-from diffusion.modeling import build_model, count_parameters, load_tokenizer  # noqa: E402
-from diffusion.trainer import CompactPrinterCallback, DiffusionTrainer, masked_logits  # noqa: E402
+from diffusion.checkpoint import load_tokenizer  # noqa: E402
+from diffusion.masked.logits import masked_logits  # noqa: E402
+from diffusion.masked.trainer import DiffusionTrainer  # noqa: E402
+from diffusion.paths import BUNDLED_TOKENIZER  # noqa: E402
+from diffusion.text.data import load_raw_datasets, tokenize_datasets  # noqa: E402
+from diffusion.text.models import build_model, count_parameters  # noqa: E402
+from diffusion.training import CompactPrinterCallback  # noqa: E402
 
 TARGET_RATIO = 0.90  # the project's goal for Trainer tokens/s divided by bare-loop tokens/s
 LOSS_TOLERANCE = 1e-4
@@ -68,7 +72,7 @@ def log(msg: str) -> None:
 class ReplayTrainer(DiffusionTrainer):
     """DiffusionTrainer that trains on a fixed list of already-collated batches.
 
-    ``data_collator`` stays the real VariableMaskingCollator (DiffusionTrainer needs its ``level_of``
+    ``data_collator`` stays the real VariableMaskingCollator (DiffusionTrainer needs its ``mask_levels``
     for per-level logging); only the dataloader changes, so the per-step path is the stock one.
     """
 

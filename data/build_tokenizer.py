@@ -13,78 +13,15 @@ the word " cat" the way RoBERTa does.
 """
 
 import argparse
-import gzip
-import json
 import sys
 from pathlib import Path
 
-from tokenizers import (
-    AddedToken,
-    Tokenizer,
-    decoders,
-    models,
-    pre_tokenizers,
-    processors,
-    trainers,
-)
-
 DATA_DIR = Path(__file__).resolve().parent
-# ids 0..4 in RoBERTa's order. <mask> has lstrip=True in the backend tokenizer itself (the
-# wrapper's mask_token setting alone does not change an already-added token): "The <mask>"
-# then encodes as ["The", "<mask>"], not ["The", "Ġ", "<mask>"].
-SPECIAL_TOKENS = [
-    AddedToken(t, lstrip=(t == "<mask>"), rstrip=False, normalized=False, special=True)
-    for t in ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
-]
+sys.path.insert(0, str(DATA_DIR.parent))  # the repository root, for the diffusion package
+
+from diffusion.text.tokenizer import read_texts, train_tokenizer, wrap  # noqa: E402
+
 DEFAULT_VOCAB_SIZE = 4096  # chosen by data/measure_vocab.py, see data/README.md
-MODEL_MAX_LENGTH = 512
-
-
-def read_texts(path):
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        return [json.loads(line)["text"] for line in f]
-
-
-def train_tokenizer(texts, vocab_size):
-    """Train a raw `tokenizers.Tokenizer` (byte-level BPE) on `texts`."""
-    tok = Tokenizer(models.BPE())  # no unk needed: every byte is in the base alphabet
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        min_frequency=2,
-        special_tokens=SPECIAL_TOKENS,  # added first, so they get ids 0..4 in this order
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),  # all 256 bytes: nothing is ever unknown
-        show_progress=False,
-    )
-    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
-    tok.post_processor = processors.RobertaProcessing(
-        ("</s>", tok.token_to_id("</s>")),
-        ("<s>", tok.token_to_id("<s>")),  # (sep, cls)
-        trim_offsets=True,
-        add_prefix_space=False,
-    )
-    return tok
-
-
-def wrap(tok):
-    """Wrap the raw tokenizer so transformers' AutoTokenizer can save/load it."""
-    from transformers import (
-        PreTrainedTokenizerFast,  # imported lazily: measuring needs only `tokenizers`
-    )
-
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        sep_token="</s>",
-        cls_token="<s>",
-        pad_token="<pad>",
-        mask_token=AddedToken("<mask>", lstrip=True, rstrip=False),  # like roberta-base
-        model_max_length=MODEL_MAX_LENGTH,
-        clean_up_tokenization_spaces=False,  # keep decode(encode(x)) == x
-    )
 
 
 def verify(output_dir):

@@ -4,7 +4,7 @@
     python data/measure_vocab.py --sizes 4096 8192
 
 For each size a tokenizer is trained on the train split (exactly as build_tokenizer.py
-does, nothing is written) and both splits are encoded. Columns:
+does with diffusion/text/tokenizer.py, nothing is written) and both splits are encoded. Columns:
   train tokens   total tokens of the train split, <s> and </s> included
   mean/p95/p99   document length in tokens (with <s> </s>)
   <=64, <=128    fraction of train documents whose encoding fits in 64 / 128 tokens
@@ -21,10 +21,15 @@ does, nothing is written) and both splits are encoded. Columns:
 
 import argparse
 import math
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
-from build_tokenizer import DATA_DIR, read_texts, train_tokenizer
+DATA_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(DATA_DIR.parent))  # the repository root, for the diffusion package
+
+from diffusion.text.tokenizer import read_texts, train_tokenizer  # noqa: E402
 
 HIDDEN, LAYERS, FFN = 256, 4, 1024
 NON_EMBEDDING_PARAMS = LAYERS * (

@@ -1,0 +1,22 @@
+"""The library behind the scripts: everything that two files need lives here, once.
+
+One room per kind of diffusion, over a shared core (read the core first):
+
+    schedules.py    THE schedule core: alpha(t) on continuous time t in [0, 1], for every objective
+    checkpoint.py   the typed, versioned diffusion_config.json; loading a checkpoint by its objective;
+                    the usable length of a model; which folder a script uses when none is given
+    training.py     Trainer parts every objective shares: length-grouped batches, one-line logs
+    cli.py          argument parsing shared by every script (HfArgumentParser, one-line errors)
+    paths.py        where the bundled corpus, tokenizer and models lie, where the quick test writes
+    hub.py          the Hugging Face Hub probe: offline in one line instead of minutes of retries
+
+    masked/         masked (absorbing-state) text diffusion: mask levels, the per-level trainer,
+                    logits at masked positions, the unmasking decoder, what the generation scripts share
+    text/           text in general: data loading, tokenizer, fresh text models, token sampling,
+                    token strings, quality metrics, the autoregressive (causal) baseline
+    viz/            pictures: frames and GIFs of a trajectory, loss curves, the side-by-side race
+
+Import rules (checked by tests/test_layout.py): nothing here imports a top-level file of the
+repository (config.py, data_collator.py or a script); the trainer is handed its collator, as
+``Trainer(data_collator=...)`` is.
+"""

@@ -12,8 +12,9 @@ silently: a caller with N discrete steps converts with ``t_k = k / N`` explicitl
 
 How the three modalities use it
 -------------------------------
-* Masked text (training): each maskable token is masked with probability ``1 - alpha(t)``
-  (:func:`mask_probability`).  The continuous-time ELBO weight is
+* Masked text (training): a time ``t ~ U[eps, 1]`` is drawn per example (:func:`training_time`
+  maps the collator's uniform draw to it), and each maskable token is masked with probability
+  ``1 - alpha(t)`` (:func:`mask_probability`).  The continuous-time ELBO weight is
   ``-alpha'(t) / (1 - alpha(t))`` (:func:`elbo_weight`; MDLM, Sahoo et al. 2024, eq. 10),
   which is ``1 / t`` for the linear schedule (the LLaDA loss, Nie et al. 2025).
 * Masked text (generation): with N steps over L positions, the number still masked after
@@ -111,6 +112,19 @@ def _as_time(t: torch.Tensor | float) -> tuple[torch.Tensor, torch.dtype]:
     if t64.numel() and (t64.min() < 0 or t64.max() > 1):
         raise ValueError(f"diffusion time must lie in [0, 1], got values in [{t64.min():.4g}, {t64.max():.4g}]")
     return t64, out_dtype
+
+
+def training_time(u: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Training times ``t = eps + (1 - eps) u`` in ``[eps, 1]`` from uniform draws ``u`` in ``[0, 1)``.
+
+    The caller draws ``u`` with its own seeded generator (the schedule never samples, so a
+    checkpointed generator state is all a resumed run needs).  ``eps > 0`` keeps ``t`` away from 0,
+    where the ELBO weight ``-alpha'(t) / (1 - alpha(t))`` diverges (MDLM, Sahoo et al. 2024).
+    """
+    if not 0.0 < eps < 1.0:
+        raise ValueError(f"eps must lie in (0, 1), got {eps}")
+    u = torch.as_tensor(u, dtype=torch.float64)
+    return eps + (1.0 - eps) * u
 
 
 def alpha(name: str, t: torch.Tensor | float) -> torch.Tensor:

@@ -33,11 +33,14 @@ sys.path.insert(0, REPO)
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from config import BUNDLED_DATASET, _flag_value  # noqa: E402
-from data_collator import DEFAULT_MASK_LEVELS, VariableMaskingCollator, format_level, pad_input_ids  # noqa: E402
-from diffusion.data import load_raw_datasets, tokenize_datasets  # noqa: E402
-from diffusion.modeling import count_parameters, load_diffusion_config, load_model, load_tokenizer  # noqa: E402
-from diffusion.trainer import evaluate_per_level  # noqa: E402
+from data_collator import VariableMaskingCollator, pad_input_ids  # noqa: E402
+from diffusion.checkpoint import load_diffusion_config, load_model, load_tokenizer  # noqa: E402
+from diffusion.cli import flag_value  # noqa: E402
+from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level  # noqa: E402
+from diffusion.masked.trainer import evaluate_per_level  # noqa: E402
+from diffusion.paths import BUNDLED_DATASET  # noqa: E402
+from diffusion.text.data import load_raw_datasets, tokenize_datasets  # noqa: E402
+from diffusion.text.models import count_parameters  # noqa: E402
 
 
 def machine_line() -> str:
@@ -162,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(args.run_dir, "metrics.json")) as f:
         metrics = json.load(f)
     diffusion_config = load_diffusion_config(final)
-    objective = diffusion_config.get("objective", metrics.get("objective", "masked"))
+    if diffusion_config is None:
+        print(f"error: {final!r} has no diffusion_config.json: was it written by train.py?", file=sys.stderr)
+        return 2
+    objective = diffusion_config.objective
 
     tokenizer = load_tokenizer(final)
     model = load_model(objective, final).float()
@@ -179,15 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     config["dtype"] = "float32"
     with open(config_path, "w") as f:
         json.dump(config, f, indent=2)
-    shutil.copy(os.path.join(final, "diffusion_config.json"), tmp)
+    diffusion_config.save(tmp)  # in the current format version
 
     # 3: measure what was stored.
     stored = load_model(objective, tmp)
     assert stored.dtype == torch.float32, stored.dtype
-    max_length = diffusion_config.get("max_length", 128)
+    max_length = diffusion_config.max_length or 128
     data = tokenize_datasets(load_raw_datasets(BUNDLED_DATASET), tokenizer, max_length=max_length)
     evaluation = measure(stored, tokenizer, objective, data["validation"], args.max_eval_samples,
-                         eos_padding_length=max_length if diffusion_config.get("eos_padding") else None)
+                         eos_padding_length=max_length if diffusion_config.eos_padding else None)
 
     # Tokens seen: non-pad tokens of the batches the run consumed (documents average ~20 tokens).
     train_tokens = sum(data["train"]["length"])
@@ -205,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         "parameters": count_parameters(stored),
         "commands": args.command,
         # The run folder as the command names it (--output_dir), else as given here.
-        "run_dir_name": _flag_value(args.command[-1].split(), "--output-dir") or args.run_dir.rstrip("/"),
+        "run_dir_name": flag_value(args.command[-1].split(), "--output-dir") or args.run_dir.rstrip("/"),
         "global_step": metrics["global_step"],
         "batch_size": training_args.per_device_train_batch_size * metrics.get("world_size", 1),
         "train_tokens": int(train_tokens * epochs),

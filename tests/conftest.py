@@ -56,7 +56,8 @@ def checkpoint(tmp_path_factory, tokenizer):
     and the renderer's mechanics need no good model; the seeded random weights vary its choices."""
     import torch
 
-    from diffusion.modeling import build_model
+    from diffusion.checkpoint import DiffusionConfig
+    from diffusion.text.models import build_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "final-model"
@@ -64,7 +65,7 @@ def checkpoint(tmp_path_factory, tokenizer):
                                                           "num_attention_heads": "2", "intermediate_size": "64"})
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
-    (path / "diffusion_config.json").write_text(json.dumps({"objective": "masked", "max_length": 32}))
+    DiffusionConfig(objective="masked", max_length=32).save(str(path))
     return str(path)
 
 
@@ -84,7 +85,7 @@ def train_in_process(argv: list[str]) -> int:
 def _micro_gpt2(path, tokenizer, seed: int) -> str:
     import torch
 
-    from diffusion.modeling import build_model
+    from diffusion.text.models import build_model
 
     torch.manual_seed(seed)
     model = build_model("causal", "tiny", tokenizer, 64, {"n_embd": "32", "n_layer": "2", "n_head": "2", "n_inner": "64"})

@@ -14,7 +14,7 @@ import torch
 from conftest import REPO
 from safetensors import safe_open
 
-from config import BUNDLED_CAUSAL_MODEL, BUNDLED_MASKED_MODEL
+from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_MASKED_MODEL
 
 sys.path.insert(0, os.path.join(REPO, "models"))
 from bundle_model import causal_perplexity  # noqa: E402
@@ -31,7 +31,7 @@ def card(objective: str) -> dict:
 @pytest.fixture(scope="module")
 def validation(tokenizer):
     """The first 300 held-out documents, tokenised as train.py does (max length 128)."""
-    from diffusion.data import load_raw_datasets, tokenize_datasets
+    from diffusion.text.data import load_raw_datasets, tokenize_datasets
 
     data = tokenize_datasets(load_raw_datasets("wordnet"), tokenizer, max_length=128)
     return data["validation"].select(range(300))
@@ -96,10 +96,10 @@ def test_masked_base_predicts_far_better_than_word_frequencies(tokenizer, valida
     guessing the most frequent token gives (0.04 at every level) or a random guess (1/4096) where
     there is context. It was trained with --eos-padding, so it also knows where a text ends."""
     from data_collator import VariableMaskingCollator
-    from diffusion.modeling import load_diffusion_config, load_model
-    from diffusion.trainer import evaluate_per_level
+    from diffusion.checkpoint import load_diffusion_config, load_model
+    from diffusion.masked.trainer import evaluate_per_level
 
-    assert load_diffusion_config(BUNDLED_MASKED_MODEL)["eos_padding"] is True
+    assert load_diffusion_config(BUNDLED_MASKED_MODEL).eos_padding is True
     model = load_model("masked", BUNDLED_MASKED_MODEL).float()
     collator = VariableMaskingCollator(tokenizer, mask_levels=[0.1, 0.5, 1.0], eos_padding_length=64)
     results = evaluate_per_level(model, validation, collator, [0.1, 0.5, 1.0], batch_size=100, seed=0)
@@ -114,7 +114,7 @@ def test_masked_base_predicts_far_better_than_word_frequencies(tokenizer, valida
 
 
 def test_causal_baseline_perplexity_matches_its_card(tokenizer, validation):
-    from diffusion.modeling import load_model
+    from diffusion.checkpoint import load_model
 
     model = load_model("causal", BUNDLED_CAUSAL_MODEL).float()
     measured = causal_perplexity(model, validation.sort("length"), tokenizer.pad_token_id)

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from data_collator import DEFAULT_MASK_LEVELS, VariableMaskingCollator, format_level
+from data_collator import DEFAULT_MASK_LEVELS, VariableMaskingCollator
+from diffusion.masked.levels import format_level
 
 TEXTS = [
     "dog: a member of the genus Canis that has been domesticated by man since prehistoric times.",

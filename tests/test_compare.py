@@ -1,4 +1,4 @@
-"""compare_models.py and diffusion/comparison.py: the side-by-side race, its files and table, infilling, bad input."""
+"""compare_models.py and diffusion/viz/race.py: the side-by-side race, its files and table, infilling, bad input."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ from conftest import run_script
 from PIL import Image
 
 import compare_models
-from diffusion.comparison import CausalResult, causal_context, causal_panel, generate_causal, timed_decode
-from diffusion.unmasking import DecodeOptions, build_prompt
+from diffusion.checkpoint import DEFAULT_MODELS
+from diffusion.masked.unmasking import DecodeOptions, build_prompt
+from diffusion.text.causal import CausalResult, causal_context, generate_causal
+from diffusion.viz.race import causal_panel, timed_decode
 
 ROW_FIELDS = {"model", "checkpoint", "why", "wall_s", "forward_passes", "tokens", "tokens_per_s", "distinct_1",
               "distinct_2", "distinct_3", "unigram_entropy", "repetition_rate", "length_words", "length_tokens",
@@ -174,8 +176,8 @@ def test_bad_inputs(checkpoint, gpt2_checkpoint, tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "out").exists()
     # no flags and no models on disk: one line that says how to get them
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(compare_models, "BUNDLED_MASKED_MODEL", str(tmp_path / "no-bundle"))
-    monkeypatch.setattr(compare_models, "BUNDLED_CAUSAL_MODEL", str(tmp_path / "no-causal"))
+    monkeypatch.setitem(DEFAULT_MODELS, "masked", [("results/final-model", "trained"), (str(tmp_path / "no-bundle"), "bundled")])
+    monkeypatch.setitem(DEFAULT_MODELS, "causal", [(str(tmp_path / "no-causal"), "bundled")])
     _error(capsys, [], "no --roberta-checkpoint given", "python train.py --quick-test")
     _error(capsys, ["--roberta-checkpoint", checkpoint], "no --gpt2-checkpoint given", "--objective causal")
     proc = run_script([sys.executable, "compare_models.py", "--roberta-checkpoint", str(tmp_path / "nope"), *g])

@@ -11,9 +11,11 @@ import torch
 from conftest import run_script
 
 import generate
-from diffusion.modeling import build_model
-from diffusion.sampling import sample_tokens
-from diffusion.unmasking import DecodeOptions, build_prompt, decode, decode_text
+from diffusion.checkpoint import DEFAULT_MODELS
+from diffusion.masked.unmasking import DecodeOptions, build_prompt, decode
+from diffusion.text.models import build_model
+from diffusion.text.sampling import sample_tokens
+from diffusion.text.tokens import decode_text
 
 
 @pytest.fixture(scope="session")
@@ -269,7 +271,7 @@ def test_bad_inputs(checkpoint, tmp_path, capsys, tokenizer, monkeypatch):
     _error(capsys, c + ["--text", "no placeholder here"], "has no [MASK]")
     _error(capsys, c + ["--max-length", "500"], "longer than the 32 positions")
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(generate, "BUNDLED_MASKED_MODEL", str(tmp_path / "no-bundle"))
+    monkeypatch.setitem(DEFAULT_MODELS, "masked", [("results/final-model", "trained"), (str(tmp_path / "no-bundle"), "bundled")])
     _error(capsys, [], "no --checkpoint given", "python train.py --quick-test")
 
 

@@ -1,4 +1,4 @@
-"""diffusion/text_metrics.py (known values on hand-made texts), its evaluate module, and benchmarks/quality.py."""
+"""diffusion/text/metrics.py (known values on hand-made texts), its evaluate module, and benchmarks/quality.py."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from conftest import REPO, run_script
 from PIL import Image
 
-from diffusion import text_metrics as tm
+from diffusion.text import metrics as tm
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 import quality  # noqa: E402
@@ -59,7 +59,7 @@ def test_text_quality_and_the_evaluate_module_agree():
 
 def test_judge_perplexity_of_a_uniform_judge_is_the_vocabulary_size(tokenizer):
     """A GPT-2 whose (tied) embeddings are zero gives every token the same logit: perplexity = V exactly."""
-    from diffusion.modeling import build_model
+    from diffusion.text.models import build_model
 
     judge = build_model("causal", "tiny", tokenizer, 64, {"n_embd": "32", "n_layer": "1", "n_head": "2", "n_inner": "64"})
     with torch.no_grad():

@@ -116,9 +116,10 @@ def test_final_model_reloads_with_identical_logits(tokenizer, small_corpus, tmp_
 
     import train
     from data_collator import VariableMaskingCollator
-    from diffusion.data import load_raw_datasets, tokenize_datasets
-    from diffusion.modeling import build_model
-    from diffusion.trainer import DiffusionTrainer
+    from diffusion.checkpoint import DiffusionConfig
+    from diffusion.masked.trainer import DiffusionTrainer
+    from diffusion.text.data import load_raw_datasets, tokenize_datasets
+    from diffusion.text.models import build_model
 
     data = tokenize_datasets(load_raw_datasets(small_corpus), tokenizer, max_length=32)
     model = build_model("masked", "tiny", tokenizer, 32, {"hidden_size": "32", "num_hidden_layers": "1",
@@ -128,7 +129,7 @@ def test_final_model_reloads_with_identical_logits(tokenizer, small_corpus, tmp_
     trainer = DiffusionTrainer(model=model, args=args, train_dataset=data["train"], processing_class=tokenizer,
                                data_collator=VariableMaskingCollator(tokenizer, seed=0))
     trainer.train()
-    final = train.save_final_model(trainer, str(tmp_path), {"objective": "masked"})
+    final = train.save_final_model(trainer, str(tmp_path), DiffusionConfig(objective="masked"))
     batch = tokenizer(["a <mask> of the genus Canis.", "run: move <mask>."], padding=True, return_tensors="pt")
     model.eval()
     with torch.no_grad():
@@ -234,7 +235,7 @@ def test_code_folder_dataset(tmp_path):
         (src / "pkg" / f"m{i}.py").write_text(f"def f{i}(x):\n    return x * {i}\n")
     (src / "notes.md").write_text("not code")
     (src / ".git" / "hidden.py").write_text("skip me")
-    from diffusion.data import load_raw_datasets
+    from diffusion.text.data import load_raw_datasets
 
     raw = load_raw_datasets("unused", data_dir=str(src), extensions=[".py"], validation_split_percentage=20)
     texts = list(raw["train"]["text"]) + list(raw["validation"]["text"])
@@ -247,7 +248,7 @@ def test_code_folder_dataset(tmp_path):
 
 
 def test_local_txt_csv_and_packing(tmp_path, tokenizer):
-    from diffusion.data import load_raw_datasets, tokenize_datasets
+    from diffusion.text.data import load_raw_datasets, tokenize_datasets
 
     (tmp_path / "a.txt").write_text("\n".join(f"line number {i} of the text file" for i in range(50)))
     raw = load_raw_datasets(str(tmp_path / "a.txt"))
@@ -307,7 +308,7 @@ def test_bad_flag_values(capsys, tmp_path):
 
 
 def test_pre_layer_norm_and_sinusoidal_positions(tokenizer):
-    from diffusion.modeling import build_model
+    from diffusion.text.models import build_model
 
     masked = build_model("masked", "tiny", tokenizer, 64, pre_layer_norm=True, sinusoidal_positions=True)
     causal = build_model("causal", "tiny", tokenizer, 64, sinusoidal_positions=True)
@@ -323,7 +324,7 @@ def test_pre_layer_norm_and_sinusoidal_positions(tokenizer):
 
 
 def test_local_attention_init_points_the_first_heads_at_the_neighbours(tokenizer):
-    from diffusion.modeling import LOCAL_ATTENTION_OFFSETS, build_model
+    from diffusion.text.models import LOCAL_ATTENTION_OFFSETS, build_model
 
     torch.manual_seed(0)
     model = build_model("masked", "tiny", tokenizer, 64, {"num_hidden_layers": "2"}, pre_layer_norm=True,
@@ -413,7 +414,7 @@ def test_end_of_text_accuracy_scores_the_first_end_token_only(tokenizer):
     from datasets import Dataset
 
     from data_collator import VariableMaskingCollator
-    from diffusion.trainer import evaluate_per_level
+    from diffusion.masked.trainer import evaluate_per_level
 
     class AlwaysEnd(torch.nn.Module):
         def __init__(self):

@@ -1,4 +1,4 @@
-"""visualize_generation.py, diffusion/rendering.py, and view_animation.html driven in a real headless Chromium."""
+"""visualize_generation.py, diffusion/viz/rendering.py, and view_animation.html driven in a real headless Chromium."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from PIL import Image
 
 import generate
 import visualize_generation
-from diffusion import rendering
+from diffusion.viz import rendering
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")

@@ -1,31 +1,19 @@
-"""Building or loading the models and tokenizers the scripts share.
+"""Fresh text models from a small preset config, sized for a CPU, so that everything runs with no download.
 
-Two ways to get a model, the same for both objectives:
-
-* ``from_pretrained(name_or_dir)``: a hub id (``roberta-base``, ``gpt2``) or a local folder;
-* a fresh model from a small preset config (``tiny`` / ``small``), sized for a CPU, so that
-  everything runs with no download at all.
-
-masked -> ``RobertaConfig`` / ``AutoModelForMaskedLM``; causal -> ``GPT2Config`` / ``AutoModelForCausalLM``.
+masked -> ``RobertaConfig`` (or ``RobertaPreLayerNormConfig``) / ``AutoModelForMaskedLM``;
+causal -> ``GPT2Config`` / ``AutoModelForCausalLM``.  Loading a trained or hub model by name is
+diffusion/checkpoint.py's ``load_model``; this module builds new ones and holds the two
+initialisations that get a CPU-sized masked model off the unigram plateau.
 """
 
 from __future__ import annotations
 
 import math
-import os
 
 import torch
-from transformers import (
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoTokenizer,
-    GPT2Config,
-    PretrainedConfig,
-    RobertaConfig,
-    RobertaPreLayerNormConfig,
-)
+from transformers import GPT2Config, PretrainedConfig, RobertaConfig, RobertaPreLayerNormConfig
 
-from diffusion.hub import go_offline_if_unreachable
+from diffusion.checkpoint import ModelLoadError, model_class
 
 # Sizes measured on 2 CPU cores (see docs/BENCHMARKS.md). Dropout is off in "tiny": on this
 # little data a 5M model underfits, and dropout costs ~9% of a CPU step for nothing.
@@ -33,32 +21,6 @@ MODEL_PRESETS = {
     "tiny": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024, dropout=0.0),
     "small": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=2048, dropout=0.1),
 }
-
-
-class ModelLoadError(Exception):
-    """A model or tokenizer that cannot be loaded; the message is meant for the terminal."""
-
-
-def _load_error(kind: str, name: str, err: Exception) -> ModelLoadError:
-    first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-    if os.path.isdir(name):
-        return ModelLoadError(f"cannot load a {kind} from folder {name!r}: {first_line}")
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        return ModelLoadError(f"{kind} folder {name!r} does not exist")
-    return ModelLoadError(
-        f"cannot load {kind} {name!r} from the Hugging Face Hub ({first_line}). Offline, build a fresh model "
-        f"with --model-config tiny (or run python train.py --quick-test), or pass a local folder"
-    )
-
-
-def load_tokenizer(name_or_dir: str):
-    if not os.path.isdir(name_or_dir):
-        go_offline_if_unreachable()
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name_or_dir)
-    except Exception as err:  # OSError, ValueError, huggingface_hub errors...
-        raise _load_error("tokenizer", name_or_dir, err) from None
-    return tokenizer
 
 
 def _typed(config: PretrainedConfig, key: str, value: str):
@@ -110,26 +72,6 @@ def build_config(objective: str, preset: str, tokenizer, max_length: int,
     for key, value in (overrides or {}).items():
         setattr(config, key, _typed(config, key, value))
     return config
-
-
-def model_class(objective: str):
-    return AutoModelForMaskedLM if objective == "masked" else AutoModelForCausalLM
-
-
-def load_model(objective: str, name_or_dir: str):
-    """``AutoModelFor{MaskedLM,CausalLM}.from_pretrained`` with one-line errors."""
-    kind = "masked LM" if objective == "masked" else "causal LM"
-    if not os.path.isdir(name_or_dir):
-        go_offline_if_unreachable()
-    try:
-        return model_class(objective).from_pretrained(name_or_dir)
-    except ValueError as err:
-        # AutoModel raises ValueError("Unrecognized configuration class ...") for the wrong kind of model.
-        if "Unrecognized configuration class" in str(err):
-            raise ModelLoadError(f"{name_or_dir!r} is not a {kind} (its config has no {kind} head)") from None
-        raise _load_error(kind, name_or_dir, err) from None
-    except Exception as err:
-        raise _load_error(kind, name_or_dir, err) from None
 
 
 def build_model(objective: str, preset: str, tokenizer, max_length: int, overrides: dict[str, str] | None = None,
@@ -252,34 +194,3 @@ def _point_heads_at_offsets(attention, omega, offsets, head_dim, hidden, peak_sc
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def resolve_checkpoint(given: str | None, trained: str, bundled: str) -> tuple[str, str]:
-    """Which model to generate with, and how to describe that choice in one line."""
-    if given:
-        return given, "from --checkpoint"
-    if os.path.isdir(trained):
-        return trained, "your trained model (python train.py --quick-test)"
-    if os.path.isdir(bundled):
-        return bundled, "the bundled pretrained model; train your own with python train.py --quick-test"
-    raise ModelLoadError(f"no --checkpoint given and no model at {trained} or {bundled}: "
-                         f"train one with python train.py --quick-test, or pass --checkpoint DIR")
-
-
-def load_diffusion_config(checkpoint: str) -> dict:
-    """The diffusion settings train.py stores beside the weights ({} for other models)."""
-    path = os.path.join(checkpoint, "diffusion_config.json")
-    if not os.path.isfile(path):
-        return {}
-    import json
-
-    with open(path) as f:
-        return json.load(f)
-
-
-def pick_device(name: str | None):
-    import torch
-
-    if name:
-        return torch.device(name)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")

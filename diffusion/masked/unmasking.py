@@ -26,6 +26,9 @@ at t_k = 1 - k/N); *which* ones are committed is the remasking rule:
     result.texts            # 4 strings
     result.trace[k]         # the state after step k (trace[0] is the start): ids, masked, revealed, probs
     result.forward_passes   # model calls used
+
+:class:`DecodeOptions` is also the decoding flags of every script that unmasks (generate.py,
+visualize_generation.py, compare_models.py, the benchmarks), checked here and nowhere else.
 """
 
 from __future__ import annotations
@@ -35,8 +38,10 @@ from dataclasses import dataclass, field
 import torch
 
 from diffusion import schedules
-from diffusion.logits import masked_logits
-from diffusion.sampling import check_sampling_args, sample_tokens
+from diffusion.checkpoint import DiffusionConfig
+from diffusion.masked.logits import masked_logits
+from diffusion.text.sampling import SamplingOptions, sample_tokens
+from diffusion.text.tokens import banned_ids, cut_at_end, decode_text
 
 MASK_PLACEHOLDER = "[MASK]"
 REMASKING_RULES = ("low-confidence", "random")
@@ -45,33 +50,54 @@ REMASKING_RULES = ("low-confidence", "random")
 EOS_PADDED_BLOCK_LENGTH = 8
 
 
-def resolve_block_length(requested: int | None, diffusion_config: dict) -> int | None:
+def check_block_length(block_length: int | None) -> None:
+    """``--block-length``: None (the model's default), 0 (no blocks) or a positive length."""
+    if block_length is not None and block_length < 0:
+        raise ValueError(f"--block-length must be at least 1 (or 0 for none), got {block_length}")
+
+
+def resolve_block_length(requested: int | None, diffusion_config: DiffusionConfig | None) -> int | None:
     """``--block-length`` as given (0: no blocks, returned as None), or, when not given, what the
     model's training asks for: EOS_PADDED_BLOCK_LENGTH after --eos-padding, else no blocks."""
     if requested is None:
-        return EOS_PADDED_BLOCK_LENGTH if diffusion_config.get("eos_padding") else None
+        return EOS_PADDED_BLOCK_LENGTH if diffusion_config is not None and diffusion_config.eos_padding else None
     return requested or None
 
 
 @dataclass
-class DecodeOptions:
-    steps: int = 10
-    schedule: str = "linear"
-    sampling: str = "greedy"
-    k: int = 50
-    p: float = 0.9
-    temperature: float = 1.0
-    remasking: str = "low-confidence"
-    refine: bool = False
-    threshold: float | None = None
-    block_length: int | None = None
-    seed: int = 0
+class DecodeOptions(SamplingOptions):
+    """How the decoder unmasks; the decoding flags of every script (token sampling: SamplingOptions)."""
+
+    steps: int = field(default=10, metadata={"help": "Denoising steps (forward passes; fewer with --threshold)."})
+    schedule: str = field(
+        default="linear",
+        metadata={"help": f"How many positions stay masked after each step: {', '.join(schedules.available_schedules())}."},
+    )
+    remasking: str = field(
+        default="low-confidence",
+        metadata={"help": "Which masked positions are committed each step: low-confidence (surest first) | random."},
+    )
+    refine: bool = field(
+        default=False,
+        metadata={"help": "Re-predict every generated position at every step and re-mask the least confident "
+                  "(the original recipe: committed tokens may still change)."},
+    )
+    threshold: float | None = field(
+        default=None,
+        metadata={"help": "Also commit every prediction with probability above this (parallel decoding, Fast-dLLM)."},
+    )
+    block_length: int | None = field(
+        default=None,
+        metadata={"help": "Semi-autoregressive: unmask blocks of this many positions, left to right. Default: "
+                  f"{EOS_PADDED_BLOCK_LENGTH} for a model trained with --eos-padding, else none; 0 turns blocks off."},
+    )
+    seed: int = field(default=0, metadata={"help": "Random seed: the same seed gives the same output."})
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # --sampling, --k, --p, --temperature
         if self.steps < 1:
             raise ValueError(f"--steps must be at least 1, got {self.steps}")
         schedules.get_schedule(self.schedule)
-        check_sampling_args(self.sampling, self.k, self.p, self.temperature)
         if self.remasking not in REMASKING_RULES:
             raise ValueError(f"--remasking must be one of {', '.join(REMASKING_RULES)}, got {self.remasking!r}")
         if self.threshold is not None:
@@ -79,8 +105,15 @@ class DecodeOptions:
                 raise ValueError(f"--threshold must lie in (0, 1), got {self.threshold}")
             if self.refine:
                 raise ValueError("--threshold commits tokens for good; it cannot be combined with --refine")
-        if self.block_length is not None and self.block_length < 1:
-            raise ValueError(f"--block-length must be at least 1, got {self.block_length}")
+        check_block_length(self.block_length)
+
+    def describe(self) -> str:
+        """'top-k 50, linear schedule, 32 steps, blocks of 8': the settings as one line (frames, viewer, logs)."""
+        extra = "".join([f", {self.remasking} remasking" if self.remasking != "low-confidence" else "",
+                         ", refine" if self.refine else "",
+                         f", threshold {self.threshold}" if self.threshold else "",
+                         f", blocks of {self.block_length}" if self.block_length else ""])
+        return f"{super().describe()}, {self.schedule} schedule, {self.steps} steps{extra}"
 
 
 @dataclass
@@ -108,6 +141,13 @@ class DecodeResult:
     generate: torch.Tensor | None = None  # (B, L) bool, the generated positions
 
 
+def prompt_from_ids(tokenizer, prompt_ids: list[int], n_new: int, num_samples: int = 1) -> Prompt:
+    """``<s> prompt <mask> x n_new </s>`` from token ids (no specials), ``num_samples`` rows."""
+    row = [tokenizer.bos_token_id] + list(prompt_ids) + [tokenizer.mask_token_id] * n_new + [tokenizer.eos_token_id]
+    input_ids = torch.tensor([row] * num_samples, dtype=torch.long)
+    return Prompt(input_ids=input_ids, generate=input_ids == tokenizer.mask_token_id)
+
+
 def build_prompt(tokenizer, prefix: str | None = None, text: str | None = None, max_length: int = 64,
                  num_samples: int = 1) -> Prompt:
     """``<s> prefix <mask> ... <mask> </s>`` of ``max_length`` tokens, or an infill template.
@@ -124,15 +164,14 @@ def build_prompt(tokenizer, prefix: str | None = None, text: str | None = None, 
         if MASK_PLACEHOLDER not in text and tokenizer.mask_token not in text:
             raise ValueError(f"the --text template has no {MASK_PLACEHOLDER} to fill in")
         ids = tokenizer(text.replace(MASK_PLACEHOLDER, tokenizer.mask_token))["input_ids"]
-    else:
-        prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
-        room = max_length - 2 - len(prefix_ids)  # minus <s> and </s>
-        if room < 1:
-            raise ValueError(f"the prefix is {len(prefix_ids)} tokens long; with <s> and </s> it leaves nothing "
-                             f"to generate in --max-length {max_length}: use at least {len(prefix_ids) + 3}")
-        ids = [tokenizer.bos_token_id] + prefix_ids + [mask_id] * room + [tokenizer.eos_token_id]
-    input_ids = torch.tensor([ids] * num_samples, dtype=torch.long)
-    return Prompt(input_ids=input_ids, generate=input_ids == mask_id)
+        input_ids = torch.tensor([ids] * num_samples, dtype=torch.long)
+        return Prompt(input_ids=input_ids, generate=input_ids == mask_id)
+    prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+    room = max_length - 2 - len(prefix_ids)  # minus <s> and </s>
+    if room < 1:
+        raise ValueError(f"the prefix is {len(prefix_ids)} tokens long; with <s> and </s> it leaves nothing "
+                         f"to generate in --max-length {max_length}: use at least {len(prefix_ids) + 3}")
+    return prompt_from_ids(tokenizer, prefix_ids, room, num_samples)
 
 
 def _blocks(generate: torch.Tensor, block_length: int | None) -> list[tuple[int, int]]:
@@ -141,7 +180,7 @@ def _blocks(generate: torch.Tensor, block_length: int | None) -> list[tuple[int,
     if not columns:
         return []
     first, last = columns[0], columns[-1] + 1
-    if block_length is None:
+    if not block_length:  # None or 0: one block
         return [(first, last)]
     return [(s, min(s + block_length, last)) for s in range(first, last, block_length)]
 
@@ -178,8 +217,7 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
     device = next(model.parameters()).device
     generator = torch.Generator(device=device).manual_seed(options.seed)
     mask_id = tokenizer.mask_token_id
-    # Never draw <s>, <pad>, <unk>, <mask>; </s> is allowed: it ends the text early.
-    banned = sorted({i for i in tokenizer.all_special_ids if i != tokenizer.eos_token_id})
+    banned = banned_ids(tokenizer)  # never <s>, <pad>, <unk>, <mask>; </s> ends the text early
 
     x = prompt.input_ids.clone().to(device)  # (B, L)
     generate = prompt.generate.to(device)
@@ -267,14 +305,21 @@ def _texts_complete(x: torch.Tensor, generate: torch.Tensor, mask_id: int, eos_i
     return not (before & (x == mask_id)).any()
 
 
-def decode_text(tokenizer, ids: list[int]) -> str:
-    """Text of one sequence: everything after the first </s> is dropped, special tokens removed."""
-    body = ids[1:] if ids and ids[0] == tokenizer.bos_token_id else ids
-    if tokenizer.eos_token_id in body:
-        body = body[: body.index(tokenizer.eos_token_id)]
-    return tokenizer.decode(body, skip_special_tokens=True).strip()
+def continuations(tokenizer, prompt: Prompt, ids: torch.Tensor) -> tuple[list[str], list[str], list[int]]:
+    """Per row of a decoded batch: (left context, continuation, continuation tokens).
 
-
-def token_strings(tokenizer, ids: list[int]) -> list[str]:
-    """Each id as the text it adds (' word', 'ing', '</s>'), so tokens can be shown one by one."""
-    return [tokenizer.decode([i]) for i in ids]
+    The left context is the fixed text before the first generated position (the prefix, or in
+    infilling the text before the first [MASK]); the continuation is everything after it up to
+    the first ``</s>`` (as decode_text cuts), so in infilling it also holds the template's fixed
+    text after the first gap.  The continuation keeps its leading space, so context +
+    continuation reads as one text: what the quality metrics and the judge see.
+    """
+    lefts, texts, lengths = [], [], []
+    for row, generate in zip(ids.tolist(), prompt.generate.tolist(), strict=True):
+        first = generate.index(True) if True in generate else len(row)
+        start = 1 if row and row[0] == tokenizer.bos_token_id else 0
+        rest = cut_at_end(row[first:], tokenizer.eos_token_id)
+        lefts.append(tokenizer.decode(row[start:first], skip_special_tokens=True))
+        texts.append(tokenizer.decode(rest, skip_special_tokens=True))
+        lengths.append(len(rest))
+    return lefts, texts, lengths

@@ -1,12 +1,12 @@
 """Text diversity as a local ``evaluate`` module: distinct-1/2/3, unigram entropy, repetition rate, length.
 
     import evaluate
-    metric = evaluate.load("diffusion/metrics/text_diversity")   # a local folder: no download
+    metric = evaluate.load("diffusion/text/text_diversity")   # a local folder: no download
     metric.compute(predictions=["the dog ran", "the dog sat"])
     # {'distinct_1': 0.667, 'distinct_2': 0.75, ..., 'length_words': 3.0}
 
 The definitions (whitespace words, pooled n-grams, entropy in nats, 3-gram repetition within a
-text) and the code live once, in diffusion/text_metrics.py; this file only gives them the
+text) and the code live once, in diffusion/text/metrics.py; this file only gives them the
 ``evaluate`` interface so they can sit beside hub metrics.  ``evaluate`` copies this file into
 its module cache before importing it, so the ``diffusion`` package must be importable (run from
 the repository root, or with it on ``sys.path``, as the scripts and benchmarks do).
@@ -17,7 +17,7 @@ from __future__ import annotations
 import datasets
 import evaluate
 
-from diffusion.text_metrics import text_quality
+from diffusion.text.metrics import text_quality
 
 _DESCRIPTION = "distinct-1/2/3, unigram entropy (nats), 3-gram repetition rate and mean length in words."
 _KWARGS_DESCRIPTION = """

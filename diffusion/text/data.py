@@ -13,19 +13,15 @@ columns are ``input_ids`` (a list of token ids, ``<s> ... </s>``) and ``length``
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 
 from datasets import DatasetDict, load_dataset
 
 from diffusion.hub import go_offline_if_unreachable
+from diffusion.paths import BUNDLED_CORPORA, BUNDLED_DATASET
 
-REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BUNDLED_CORPORA = {
-    "wordnet": {
-        "train": os.path.join(REPO_DIR, "data", "wordnet", "train.jsonl.gz"),
-        "validation": os.path.join(REPO_DIR, "data", "wordnet", "validation.jsonl.gz"),
-    }
-}
 # file ending -> datasets' packaged builder
 BUILDERS = {".txt": "text", ".jsonl": "json", ".json": "json", ".csv": "csv", ".parquet": "parquet"}
 SPLIT_SEED = 1234
@@ -169,3 +165,24 @@ def tokenize_datasets(raw: DatasetDict, tokenizer, text_column: str = "text", ma
             raise DataError(f"the {split} split has no usable examples after tokenisation "
                             f"(empty texts, or --packing with fewer than {max_length} tokens)")
     return tokenized
+
+
+def held_out_documents(tokenizer, n: int, min_tokens: int, corpus: str = BUNDLED_DATASET) -> list[list[int]]:
+    """Token ids (no special tokens) of the first ``n`` held-out documents with at least ``min_tokens`` tokens.
+
+    The prompts of the benchmarks: their first tokens start a text, their rest is the reference.
+    Read straight from the bundled validation file (in file order), so every benchmark sees the same
+    documents without tokenising the whole split.
+    """
+    path = BUNDLED_CORPORA[corpus]["validation"]
+    if not os.path.exists(path):
+        raise DataError(f"the bundled corpus is missing ({path}); rebuild it with python data/build_corpus.py")
+    docs = []
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            ids = tokenizer(json.loads(line)["text"], add_special_tokens=False)["input_ids"]
+            if len(ids) >= min_tokens:
+                docs.append(ids)
+            if len(docs) == n:
+                break
+    return docs

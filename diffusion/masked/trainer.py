@@ -12,50 +12,63 @@ TensorBoard, is the stock Trainer):
   batch orders and numbers of processes (:func:`evaluate_per_level`).
 * the collator's random generator is saved in every checkpoint, so ``--resume`` continues with
   exactly the masks the uninterrupted run would have drawn.
+
+The trainer is handed its collator (``DiffusionTrainer(data_collator=VariableMaskingCollator(...))``,
+as train.py does) and never imports it: :class:`MaskingCollator` lists what it relies on.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import ProgressCallback, Trainer, TrainerCallback
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from data_collator import VariableMaskingCollator, format_level
-from diffusion.logits import masked_logits
+from diffusion.masked.levels import format_level, level_index
+from diffusion.masked.logits import masked_logits
+from diffusion.training import LengthGroupedTrainer
 
 COLLATOR_RNG_FILE = "collator_rng_{rank}.pt"
+# What DiffusionTrainer uses of its collator (data_collator.py's VariableMaskingCollator has all of it).
+COLLATOR_API = ("mask_levels", "eos_padding_length", "tokenizer", "consumed_state", "mark_consumed", "restore_state",
+                "fixed_level")
 
 
-class LengthGroupedTrainer(Trainer):
-    """Trainer whose ``group_by_length`` order is reproducible across ``--resume`` (both objectives)."""
+class MaskingCollator(Protocol):
+    """The collator contract of the masked trainer (see data_collator.py for the one the toolkit uses).
 
-    def _get_train_sampler(self, train_dataset=None):
-        dataset = self.train_dataset  # Trainer passes a copy without the "length" column
-        if self.args.train_sampling_strategy == "group_by_length" and "length" in getattr(dataset, "column_names", []):
-            # Stock LengthGroupedSampler shuffles with torch's global RNG when iterated, which a
-            # resumed Trainer restores only after it has fetched the first batch: the resumed run
-            # then sees another data order. A generator seeded by (seed, epoch) makes the order a
-            # function of the epoch alone, identical on every process. Lengths come from our
-            # "length" column instead of re-measuring every row.
-            return EpochSeededLengthGroupedSampler(
-                self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                lengths=list(dataset["length"]), seed=self.args.data_seed or self.args.seed)
-        return super()._get_train_sampler(train_dataset)
+    ``__call__(examples)`` returns ``input_ids``, ``attention_mask``, ``labels`` (-100 where not
+    masked), ``mask_rate``, ``elbo_weight`` and ``num_maskable``; ``mask_levels`` are the sorted
+    levels that training logs; ``fixed_level(level, eos_padding)`` is a collator that masks at
+    exactly that level (evaluation); ``consumed_state``, ``mark_consumed()`` and
+    ``restore_state(state)`` carry its generator across ``--resume``.
+    """
+
+    mask_levels: tuple[float, ...]
+    eos_padding_length: int | None
+    tokenizer: object
+    generator: torch.Generator
+    consumed_state: torch.Tensor
+
+    def __call__(self, examples) -> dict[str, torch.Tensor]: ...
+    def mark_consumed(self) -> None: ...
+    def restore_state(self, state: torch.Tensor) -> None: ...
+    def fixed_level(self, level: float, eos_padding: bool = False) -> MaskingCollator: ...
 
 
 class DiffusionTrainer(LengthGroupedTrainer):
-    """Trainer for the masked objective. ``data_collator`` must be a ``VariableMaskingCollator``."""
+    """Trainer for the masked objective. ``data_collator`` must be a :class:`MaskingCollator`."""
 
     def __init__(self, *args, loss_weighting: str = "none", eval_mask_levels=None,
                  max_eval_samples: int | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        if not isinstance(self.data_collator, VariableMaskingCollator):
-            raise TypeError("DiffusionTrainer needs a VariableMaskingCollator")
+        missing = [name for name in COLLATOR_API if not hasattr(self.data_collator, name)]
+        if missing:
+            raise TypeError(f"DiffusionTrainer needs a masking collator (data_collator.py's VariableMaskingCollator); "
+                            f"{type(self.data_collator).__name__} has no {', '.join(missing)}")
         self.loss_weighting = loss_weighting
         self.eval_mask_levels = list(eval_mask_levels or self.data_collator.mask_levels)
         self.max_eval_samples = max_eval_samples
@@ -91,7 +104,7 @@ class DiffusionTrainer(LengthGroupedTrainer):
 
         # Per-level bookkeeping for logging: mean CE of the masked tokens of each level.
         with torch.no_grad():
-            level = self.data_collator.level_of(inputs["mask_rate"].double())[row]  # (N,)
+            level = level_index(inputs["mask_rate"].double(), self.data_collator.mask_levels)[row]  # (N,)
             sums = torch.zeros_like(self._level_sums, device=token_loss.device)
             sums[0].index_add_(0, level, token_loss.detach().double())
             sums[1].index_add_(0, level, torch.ones_like(level, dtype=torch.float64))
@@ -130,7 +143,7 @@ class DiffusionTrainer(LengthGroupedTrainer):
             if self.max_eval_samples is not None and len(dataset) > self.max_eval_samples:
                 dataset = dataset.select(range(self.max_eval_samples))
             # Sorting keeps the padding per batch small: unsorted batches pad to the longest
-            # sequence and made evaluation several times slower (../shared/NOTES.md).
+            # sequence and made evaluation several times slower (measured on 2 CPU cores).
             self._sorted_eval_dataset = dataset.sort("length") if "length" in dataset.column_names else dataset
         return self._sorted_eval_dataset
 
@@ -141,22 +154,7 @@ class DiffusionTrainer(LengthGroupedTrainer):
         torch.save(self.data_collator.consumed_state, path)
 
 
-class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
-    """Batches of similar length (less padding), shuffled by a generator seeded with seed + epoch."""
-
-    def __init__(self, batch_size: int, lengths: list[int], seed: int):
-        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:  # called by Trainer / accelerate at each epoch
-        self.epoch = int(epoch)
-
-    def __iter__(self):
-        self.generator.manual_seed(self.seed + self.epoch)
-        return super().__iter__()
-
-
-def load_collator_state(collator: VariableMaskingCollator, checkpoint_dir: str, rank: int) -> bool:
+def load_collator_state(collator: MaskingCollator, checkpoint_dir: str, rank: int) -> bool:
     """Restore the collator's generator from a checkpoint; False if the checkpoint has none."""
     path = os.path.join(checkpoint_dir, COLLATOR_RNG_FILE.format(rank=rank))
     if not os.path.exists(path):
@@ -166,7 +164,7 @@ def load_collator_state(collator: VariableMaskingCollator, checkpoint_dir: str, 
 
 
 @torch.no_grad()
-def evaluate_per_level(model, dataset, collator: VariableMaskingCollator, levels, batch_size: int = 64,
+def evaluate_per_level(model, dataset, collator: MaskingCollator, levels, batch_size: int = 64,
                        seed: int = 0, rank: int = 0, world_size: int = 1, reduce=None,
                        show_progress: bool = False) -> dict[float, dict[str, float]]:
     """Held-out loss and masked-token accuracy at each masking level.
@@ -184,13 +182,12 @@ def evaluate_per_level(model, dataset, collator: VariableMaskingCollator, levels
     # Text accuracy is always measured the same way (<pad> padding, </s> never masked), so numbers
     # stay comparable between models trained with and without EOS padding. A model trained with it
     # is also scored where the text ends in EOS-padded rows: does it know where to stop?
-    protocols = {"text": {}}
+    protocols = {"text": False}  # protocol -> rows padded with maskable </s>
     if collator.eos_padding_length is not None:
-        protocols["end"] = {"eos_padding_length": collator.eos_padding_length}
+        protocols["end"] = True
     eval_collators = {
-        (name, j): VariableMaskingCollator(collator.tokenizer, mask_levels=(level,), prefix_len=collator.prefix_len,
-                                           **extra)
-        for name, extra in protocols.items() for j, level in enumerate(levels)
+        (name, j): collator.fixed_level(level, eos_padding=eos_padding)
+        for name, eos_padding in protocols.items() for j, level in enumerate(levels)
     }
     eos_id = collator.tokenizer.eos_token_id
     device = next(model.parameters()).device
@@ -252,48 +249,3 @@ def per_level_metrics(results: dict[float, dict[str, float]], prefix: str = "eva
     metrics[f"{prefix}_loss"] = round(sum(r["loss"] for r in results.values()) / len(results), 4)
     metrics[f"{prefix}_acc"] = round(sum(r["accuracy"] for r in results.values()) / len(results), 4)
     return metrics
-
-
-def format_log(logs: dict, step: int) -> str:
-    """One readable line for a Trainer log instead of a raw dict:
-
-        step    50 | loss 7.412 | lr 9.8e-04 | mask 0.1: 7.10  0.2: 7.15 ... 1.0: 7.80
-        eval evaluation at step 600 | loss 6.10 | accuracy per level 0.1: 0.150 ...
-    """
-    if "loss" in logs:
-        levels = "  ".join(f"{k[len('loss_mask_'):]}: {v:.2f}" for k, v in logs.items() if k.startswith("loss_mask_"))
-        lr = logs.get("learning_rate")
-        line = f"step {step:>6} | loss {logs['loss']:.3f}"
-        line += f" | lr {lr:.1e}" if lr is not None else ""
-        return line + (f" | mask {levels}" if levels else "")
-    if "train_runtime" in logs:
-        return (f"training done: {step} steps in {logs['train_runtime']:.0f} s, "
-                f"mean training loss {logs.get('train_loss', float('nan')):.3f}")
-    eval_keys = [k for k in logs if k.endswith("_loss")]
-    if eval_keys:  # an evaluation: eval_loss, initial_loss, ...
-        prefix = eval_keys[0][: -len("_loss")]
-        tag = f"{prefix}_acc_mask_"
-        accs = "  ".join(f"{k[len(tag):]}: {v:.3f}" for k, v in logs.items() if k.startswith(tag))
-        line = f"{prefix} evaluation at step {step} | loss {logs[prefix + '_loss']:.3f}"
-        line += f" | accuracy per level {accs}" if accs else ""
-        if f"{prefix}_perplexity" in logs:
-            line += f" | perplexity {logs[prefix + '_perplexity']:.1f}"
-        return line
-    return " | ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in logs.items())
-
-
-class CompactProgressCallback(ProgressCallback):
-    """Trainer's progress bar, with :func:`format_log` lines instead of raw dicts."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            writer = self.training_bar.write if self.training_bar is not None else print
-            writer(format_log(logs, state.global_step))
-
-
-class CompactPrinterCallback(TrainerCallback):
-    """The same lines without a progress bar (``--disable_tqdm true``, e.g. for log files)."""
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.is_world_process_zero and logs:
-            print(format_log(logs, state.global_step), flush=True)

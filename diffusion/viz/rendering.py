@@ -17,7 +17,9 @@ drawn as a shape because the emoji (U+2728) is in no font matplotlib ships.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 from dataclasses import dataclass
 from functools import cache
 
@@ -41,6 +43,23 @@ BAR_FILL = (59, 130, 246)  # blue progress bar
 BAR_TRACK = (55, 60, 72)
 LEGEND = [(PREFIX, "prompt (fixed)"), (NEW, "revealed in this step"), (REVEALED, "revealed earlier"),
           (MASK, "still masked")]
+
+
+FRAME_NAME = re.compile(r"^frame_\d{3,}\.png$")
+
+
+def position_kinds(prompt, tokenizer, row: int = 0) -> list[str]:
+    """Per position of one prompt row: 'generated', 'prefix' (fixed text) or 'special' (<s>, </s>: not drawn).
+
+    prompt: a diffusion/masked/unmasking.py ``Prompt``.  Only the template's own special tokens
+    are hidden; a </s> the model draws is shown, since it ends the text (decoding drops what
+    follows it).
+    """
+    special = set(tokenizer.all_special_ids)
+    kinds = []
+    for token, generated in zip(prompt.input_ids[row].tolist(), prompt.generate[row].tolist(), strict=True):
+        kinds.append("generated" if generated else "special" if token in special else "prefix")
+    return kinds
 
 
 @dataclass
@@ -259,3 +278,15 @@ def save_gif(frames: list[Image.Image], path: str, frame_ms: int = 800, hold_las
     first, *rest = frames
     # disposal 1 (leave the frame in place): Pillow then stores only the region that changed
     first.save(path, save_all=True, append_images=rest, duration=durations, loop=0, disposal=1, optimize=False)
+
+
+def write_frames(frames: list[Image.Image], folder: str) -> list[str]:
+    """frame_000.png ... into folder; frames left from an earlier, longer run are deleted."""
+    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, f"frame_{k:03d}.png") for k in range(len(frames))]
+    for stale in set(glob.glob(os.path.join(folder, "frame_*.png"))) - set(paths):
+        if FRAME_NAME.match(os.path.basename(stale)):  # only our own numbered frames
+            os.remove(stale)
+    for frame, path in zip(frames, paths, strict=True):
+        frame.save(path, optimize=True)
+    return paths

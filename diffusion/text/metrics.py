@@ -1,7 +1,7 @@
 """Quality numbers for generated text: diversity, repetition, length, and perplexity under a judge.
 
 Used by compare_models.py and benchmarks/quality.py (the latter through the thin ``evaluate``
-module in diffusion/metrics/text_diversity/, which calls these same functions).
+module in diffusion/text/text_diversity/, which calls these same functions).
 
 Every word-level number splits text on whitespace (``str.split()``): no tokenizer, so the
 numbers do not depend on which model wrote the text, and "dog." and "dog" are different words.
@@ -27,6 +27,7 @@ numbers do not depend on which model wrote the text, and "dog." and "dog" are di
 from __future__ import annotations
 
 import math
+import os
 from collections import Counter
 from collections.abc import Sequence
 
@@ -107,8 +108,10 @@ def judge_nll(model, tokenizer, prompts: Sequence[str], continuations: Sequence[
     import torch
     import torch.nn.functional as F
 
+    from diffusion.checkpoint import usable_length
+
     device = next(model.parameters()).device
-    limit = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    limit = usable_length(model)
     rows = []
     for prompt, continuation in zip(prompts, continuations, strict=True):
         ids, n_context = judge_token_ids(tokenizer, prompt, continuation)
@@ -142,3 +145,18 @@ def judge_perplexity(model, tokenizer, prompts: Sequence[str], continuations: Se
     """exp(summed NLL / scored tokens); None when nothing was generated."""
     total, count = judge_nll(model, tokenizer, prompts, continuations)
     return math.exp(total / count) if count else None
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model names point at the same thing: one folder (symlinks resolved), or one hub id."""
+    if os.path.isdir(a) or os.path.isdir(b):
+        return os.path.realpath(a) == os.path.realpath(b)
+    return a.strip("/") == b.strip("/")
+
+
+def check_judge(judge: str, generators: dict[str, str]) -> None:
+    """Refuse a judge that is one of the generators: a model rates its own text too kindly."""
+    for side, model in generators.items():
+        if same_model(judge, model):
+            raise ValueError(f"--judge {judge!r} is the {side} generator itself ({model}); the judge must be neither "
+                             f"generator: pass another causal LM")

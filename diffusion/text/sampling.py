@@ -1,7 +1,9 @@
 """Drawing tokens from logits: greedy, top-k, nucleus (top-p), with temperature.
 
-Used by the masked-diffusion decoder (diffusion/unmasking.py) and by the comparisons.  All
+Used by the masked-diffusion decoder (diffusion/masked/unmasking.py) and by the causal baseline
+(diffusion/text/causal.py), so both sides of a comparison draw tokens the same way.  All
 randomness comes from the ``torch.Generator`` passed in, so a seed fixes the output.
+:class:`SamplingOptions` is also the ``--sampling --k --p --temperature`` flags of every script.
 
     tokens, probs = sample_tokens(logits, method="nucleus", p=0.9, temperature=0.8, generator=g,
                                   banned_ids=[0, 1, 3, 4])
@@ -13,13 +15,14 @@ randomness comes from the ``torch.Generator`` passed in, so a seed fixes the out
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 
 SAMPLING_METHODS = ("greedy", "topk", "nucleus")
 # Nucleus sampling sorts the vocabulary; sorting only the best NUCLEUS_TOP_K candidates gives the
 # same result whenever the nucleus is smaller than that (almost always), and is much faster on a
-# CPU (../shared/NOTES.md: top-p was dominated by the full sort).
+# CPU, where top-p was dominated by the sort of the whole vocabulary (measured on 2 cores).
 NUCLEUS_TOP_K = 1024
 
 
@@ -32,6 +35,26 @@ def check_sampling_args(method: str, k: int, p: float, temperature: float) -> No
         raise ValueError(f"--p must lie in (0, 1], got {p}")
     if temperature < 0:
         raise ValueError(f"--temperature must be >= 0, got {temperature}")
+
+
+@dataclass
+class SamplingOptions:
+    """How a token is drawn from a model's logits; the flags of every generating script."""
+
+    sampling: str = field(default="greedy", metadata={"help": "greedy | topk | nucleus"})
+    k: int = field(default=50, metadata={"help": "Candidates for --sampling topk."})
+    p: float = field(default=0.9, metadata={"help": "Probability mass for --sampling nucleus, in (0, 1]."})
+    temperature: float = field(default=1.0, metadata={"help": "Softmax temperature (0 = greedy)."})
+
+    def __post_init__(self) -> None:
+        check_sampling_args(self.sampling, self.k, self.p, self.temperature)
+
+    def describe(self) -> str:
+        """'greedy', 'top-k 50', 'nucleus p=0.9, T=0.7': the sampling as people write it."""
+        text = {"topk": f"top-k {self.k}", "nucleus": f"nucleus p={self.p}"}.get(self.sampling, self.sampling)
+        if self.sampling != "greedy" and self.temperature != 1.0:
+            text += f", T={self.temperature}"
+        return text
 
 
 def sample_tokens(logits: torch.Tensor, method: str = "greedy", k: int = 50, p: float = 0.9,

@@ -1,15 +1,7 @@
-"""Diffusion vs autoregressive: timed generation on both sides, and the frames of the race.
+"""The race: diffusion and the autoregressive baseline on one wall-clock timeline, frame by frame.
 
-What compare_models.py and benchmarks/quality.py share:
-
-* ``generate_causal``: left-to-right generation with the KV cache (one forward pass per token,
-  each fed only the newest token and ``past_key_values``), the same token sampling as the
-  diffusion decoder (diffusion/sampling.py), stopping at the first end-of-text token, with the
-  wall-clock time at which every token was drawn.
-* ``timed_decode``: the diffusion decoder (diffusion/unmasking.py) with the time at which every
-  step's state was ready.
-* ``continuations``: what each side wrote after its left context, cut at the first ``</s>`` /
-  ``eos``, as the text the quality metrics and the judge see.
+* ``timed_decode``: the diffusion decoder (diffusion/masked/unmasking.py) with the time at which
+  every step's state was ready (the causal side times its tokens itself: diffusion/text/causal.py).
 * ``diffusion_panel`` / ``causal_panel`` / ``render_comparison``: a shared wall-clock timeline cut
   into equal time slices; every frame shows both models as they stood at that moment, the
   diffusion model on top (all positions refined together), GPT-2 below (one token after another).
@@ -22,137 +14,18 @@ What compare_models.py and benchmarks/quality.py share:
 
 from __future__ import annotations
 
-import inspect
-import os
 import time
 from dataclasses import dataclass
 
 import torch
 from PIL import Image, ImageDraw
 
-from diffusion import rendering
-from diffusion.rendering import MUTED, TITLE_COLOR, Piece, Style, font, step_pieces
-from diffusion.sampling import sample_tokens
-from diffusion.unmasking import DecodeOptions, DecodeResult, Prompt, decode, token_strings
-
-
-def _sync(device: torch.device) -> None:
-    """Wait for queued GPU work, so a timestamp means the work is done (a no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-# ------------------------------------------------------------------------------ which models
-def resolve_model(given: str | None, flag: str, candidates: list[tuple[str, str]], hint: str) -> tuple[str, str]:
-    """(model, why): ``given`` if set, else the first existing folder of ``candidates`` [(folder, why), ...]."""
-    from diffusion.modeling import ModelLoadError
-
-    if given:
-        return given, f"from {flag}"
-    for folder, why in candidates:
-        if os.path.isdir(folder):
-            return folder, why
-    where = " or ".join(folder for folder, _ in candidates)
-    raise ModelLoadError(f"no {flag} given and no model at {where}: {hint}")
-
-
-def same_model(a: str, b: str) -> bool:
-    """Whether two model names point at the same thing: one folder (symlinks resolved), or one hub id."""
-    if os.path.isdir(a) or os.path.isdir(b):
-        return os.path.realpath(a) == os.path.realpath(b)
-    return a.strip("/") == b.strip("/")
-
-
-def check_judge(judge: str, generators: dict[str, str]) -> None:
-    """Refuse a judge that is one of the generators: a model rates its own text too kindly."""
-    for side, model in generators.items():
-        if same_model(judge, model):
-            raise ValueError(f"--judge {judge!r} is the {side} generator itself ({model}); the judge must be neither "
-                             f"generator: pass another causal LM")
-
-
-# ----------------------------------------------------------------------------- the causal side
-def causal_context(tokenizer, left_text: str | None) -> list[int]:
-    """The causal model's start: its start token (``<s>``; GPT-2's ``<|endoftext|>``) + the left text.
-
-    Our causal models were trained on ``<s> text </s>`` (diffusion/data.py), and the hub GPT-2 uses
-    ``<|endoftext|>`` as the document separator, so either way generation starts at a document start.
-    """
-    start = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
-    ids = tokenizer(left_text, add_special_tokens=False)["input_ids"] if left_text else []
-    return ([start] if start is not None else []) + ids
-
-
-def position_limit(model) -> int | None:
-    """How many tokens a causal model can attend over (GPT-2: n_positions)."""
-    config = model.config
-    return getattr(config, "n_positions", None) or getattr(config, "max_position_embeddings", None)
-
-
-@dataclass
-class CausalResult:
-    ids: torch.Tensor  # (B, T) the generated tokens; a row that ended early holds eos after its end
-    lengths: list[int]  # per row: tokens before its first eos
-    texts: list[str]  # per row: the continuation, cut at the first eos (leading space kept)
-    token_times: list[float]  # seconds from the start until column t was drawn, len T
-    forward_passes: int
-    seconds: float
-
-
-@torch.no_grad()
-def generate_causal(model, tokenizer, context: list[int], max_new_tokens: int, sampling: str = "greedy", k: int = 50,
-                    p: float = 0.9, temperature: float = 1.0, seed: int = 0, num_samples: int = 1) -> CausalResult:
-    """``num_samples`` continuations of ``context`` (ids, start token included), at most ``max_new_tokens`` each.
-
-    A manual loop rather than ``model.generate`` so that every token is timed and drawn by the
-    very same ``sample_tokens`` as the diffusion decoder (same banned specials, same seeded
-    generator).  With the KV cache each step feeds only the newest token: (B, 1) after the
-    first pass over the whole context (B, C).
-    """
-    if not context:
-        raise ValueError("the causal model needs at least one context token (its tokenizer has no bos or eos)")
-    limit = position_limit(model)
-    if limit and len(context) + max_new_tokens > limit:
-        raise ValueError(f"the causal model has {limit} positions: {len(context)} context + {max_new_tokens} new tokens "
-                         f"do not fit; use a shorter --max-length or prompt")
-    model.eval()
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    eos = tokenizer.eos_token_id
-    # Never draw <s>, <pad>, <unk>, <mask>; eos is allowed: it ends the text.
-    banned = sorted({i for i in tokenizer.all_special_ids if i != eos})
-
-    x = torch.tensor([context] * num_samples, dtype=torch.long, device=device)  # (B, C)
-    done = torch.zeros(num_samples, dtype=torch.bool, device=device)
-    past, columns, times = None, [], []
-    # The KV cache is called `cache` (argument and output) from transformers 5.24 on, and
-    # `past_key_values` before; the old name still works there but warns.
-    cache_name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    _sync(device)
-    started = time.perf_counter()
-    for _ in range(max_new_tokens):
-        out = model(input_ids=x, use_cache=True, **{cache_name: past})
-        past = out[cache_name]
-        tokens, _ = sample_tokens(out.logits[:, -1], sampling, k, p, temperature, generator, banned)  # (B,)
-        if eos is not None:
-            tokens = torch.where(done, torch.full_like(tokens, eos), tokens)  # a finished row stays finished
-            done |= tokens == eos
-        columns.append(tokens)
-        x = tokens[:, None]  # (B, 1): the cache holds everything before it
-        _sync(device)
-        times.append(time.perf_counter() - started)
-        if bool(done.all()):
-            break
-    seconds = time.perf_counter() - started
-
-    ids = torch.stack(columns, dim=1).cpu() if columns else torch.zeros((num_samples, 0), dtype=torch.long)  # (B, T)
-    lengths, texts = [], []
-    for row in ids.tolist():
-        n = row.index(eos) if eos in row else len(row)
-        lengths.append(n)
-        texts.append(tokenizer.decode(row[:n], skip_special_tokens=True))
-    return CausalResult(ids=ids, lengths=lengths, texts=texts, token_times=times, forward_passes=len(columns),
-                        seconds=seconds)
+from diffusion.device import synchronize
+from diffusion.masked.unmasking import DecodeOptions, DecodeResult, Prompt, decode
+from diffusion.text.causal import CausalResult
+from diffusion.text.tokens import token_strings
+from diffusion.viz import rendering
+from diffusion.viz.rendering import MUTED, TITLE_COLOR, Piece, Style, font, step_pieces
 
 
 # -------------------------------------------------------------------------- the diffusion side
@@ -168,7 +41,7 @@ class _PassClock:
         self.starts: list[float] = []
 
     def __call__(self, *args, **kwargs):
-        _sync(self._device)
+        synchronize(self._device)
         self.starts.append(time.perf_counter() - self._started)
         return self._model(*args, **kwargs)
 
@@ -179,37 +52,15 @@ class _PassClock:
 def timed_decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> tuple[DecodeResult, list[float], float]:
     """decode(), and for every trace entry the seconds after which it was ready (entry 0: 0.0)."""
     device = next(model.parameters()).device
-    _sync(device)
+    synchronize(device)
     started = time.perf_counter()
     clock = _PassClock(model, started, device)
     result = decode(clock, tokenizer, prompt, options)
-    _sync(device)
+    synchronize(device)
     seconds = time.perf_counter() - started
     # Every pass adds one trace entry (len(trace) = passes + 1); entry k is ready when pass k + 1 starts.
     step_times = [0.0] + clock.starts[1:] + [seconds] if clock.starts else [0.0]
     return result, step_times, seconds
-
-
-def continuations(tokenizer, prompt: Prompt, ids: torch.Tensor) -> tuple[list[str], list[str], list[int]]:
-    """Per row of a decoded diffusion batch: (left context, continuation, continuation tokens).
-
-    The left context is the fixed text before the first generated position (the prefix, or in
-    infilling the text before the first [MASK]); the continuation is everything after it up to
-    the first ``</s>`` (as decode_text cuts), so in infilling it also holds the template's fixed
-    text after the first gap.  The continuation keeps its leading space, so context +
-    continuation reads as one text.
-    """
-    eos = tokenizer.eos_token_id
-    lefts, texts, lengths = [], [], []
-    for row, generate in zip(ids.tolist(), prompt.generate.tolist(), strict=True):
-        first = generate.index(True) if True in generate else len(row)
-        start = 1 if row and row[0] == tokenizer.bos_token_id else 0
-        rest = row[first:]
-        rest = rest[: rest.index(eos)] if eos in rest else rest
-        lefts.append(tokenizer.decode(row[start:first], skip_special_tokens=True))
-        texts.append(tokenizer.decode(rest, skip_special_tokens=True))
-        lengths.append(len(rest))
-    return lefts, texts, lengths
 
 
 # ------------------------------------------------------------------------------- the timeline

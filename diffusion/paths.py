@@ -1,0 +1,28 @@
+"""Where the repository keeps what ships with it, and where the quick test writes.
+
+Every script and the library take these paths from here, so moving a bundled file means
+changing one line.
+"""
+
+from __future__ import annotations
+
+import os
+
+REPO_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# The offline corpus (WordNet 3.0 definitions and examples, see data/README.md), by name.
+BUNDLED_DATASET = "wordnet"
+BUNDLED_CORPORA = {
+    "wordnet": {
+        "train": os.path.join(REPO_DIR, "data", "wordnet", "train.jsonl.gz"),
+        "validation": os.path.join(REPO_DIR, "data", "wordnet", "validation.jsonl.gz"),
+    }
+}
+# The byte-level BPE trained on it (data/build_tokenizer.py).
+BUNDLED_TOKENIZER = os.path.join(REPO_DIR, "data", "tokenizer")
+# The small pretrained masked model shipped with the repository (models/masked-base/README.md).
+BUNDLED_MASKED_MODEL = os.path.join(REPO_DIR, "models", "masked-base")
+# Its autoregressive baseline: GPT-2 architecture, same tokenizer, data and budget (models/causal-base/README.md).
+BUNDLED_CAUSAL_MODEL = os.path.join(REPO_DIR, "models", "causal-base")
+# What `python train.py --quick-test` writes, relative to where it is run (the scripts' first default).
+TRAINED_MODEL = "results/final-model"
