@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from diffusion.checkpoint import quiet_loading, resolve_model  # noqa: E402
-from diffusion.cli import parse_args, run_main  # noqa: E402
+from diffusion.cli import check_text, parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
 from diffusion.masked.generation import load_generator  # noqa: E402
 from diffusion.masked.unmasking import MASK_PLACEHOLDER, DecodeOptions, build_prompt, continuations, decode  # noqa: E402
@@ -85,6 +85,8 @@ class CompareArguments:
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, ... Default: cuda if available."})
 
     def __post_init__(self) -> None:
+        check_text("--prompt", self.prompt)
+        check_text("--infill", self.infill)
         if self.prompt is not None and self.infill is not None:
             raise ValueError("give either --prompt (continue a text) or --infill (fill a template), not both")
         if self.max_length is not None and self.max_length < 3:

@@ -147,7 +147,20 @@ def run(argv: list[str]) -> int:
     if tokenizer.pad_token_id is None:  # e.g. GPT-2's tokenizer
         tokenizer.pad_token = tokenizer.eos_token
 
-    # ---- model (before the data, so that a bad --model fails fast) --------------------
+    # ---- data -------------------------------------------------------------------------
+    with training_args.main_process_first(desc="loading and tokenising the dataset"):
+        raw = load_raw_datasets(data_args.dataset, data_args.dataset_config, data_args.data_dir,
+                                data_args.extension_list(), data_args.validation_split_percentage)
+        data = tokenize_datasets(raw, tokenizer, data_args.text_column, data_args.max_length,
+                                 data_args.packing, data_args.preprocessing_num_workers)
+    train_set, eval_set = data["train"], data["validation"]
+    if data_args.max_train_samples is not None:
+        train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
+    if data_args.max_eval_samples is not None:
+        eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
+    eval_set = eval_set.sort("length")  # less padding per evaluation batch
+
+    # ---- model (after the data: a bad --dataset is one line before any weights load) ---
     if model_args.model is not None:
         model = load_model(model_args.objective, model_args.model)
         source = model_args.model
@@ -167,19 +180,6 @@ def run(argv: list[str]) -> int:
         check_length(data_args.max_length, model, source)
     except ValueError as err:
         raise RunError(str(err)) from None
-
-    # ---- data -------------------------------------------------------------------------
-    with training_args.main_process_first(desc="loading and tokenising the dataset"):
-        raw = load_raw_datasets(data_args.dataset, data_args.dataset_config, data_args.data_dir,
-                                data_args.extension_list(), data_args.validation_split_percentage)
-        data = tokenize_datasets(raw, tokenizer, data_args.text_column, data_args.max_length,
-                                 data_args.packing, data_args.preprocessing_num_workers)
-    train_set, eval_set = data["train"], data["validation"]
-    if data_args.max_train_samples is not None:
-        train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
-    if data_args.max_eval_samples is not None:
-        eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
-    eval_set = eval_set.sort("length")  # less padding per evaluation batch
 
     if is_main:
         if run_args.note:

@@ -111,6 +111,12 @@ def load_diffusion_config(folder: str) -> DiffusionConfig | None:
 
 
 # --------------------------------------------------------------------------------- loading
+def _check_not_a_file(kind: str, name: str) -> None:
+    if os.path.isfile(name):
+        raise ModelLoadError(f"{name!r} is a file, not a {kind} folder: give the folder that holds its config.json "
+                             f"and weights (e.g. results/final-model)")
+
+
 def _load_error(kind: str, name: str, err: Exception) -> ModelLoadError:
     first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
     if os.path.isdir(name):
@@ -127,6 +133,7 @@ def load_tokenizer(name_or_dir: str):
     """``AutoTokenizer.from_pretrained`` with one-line errors."""
     from transformers import AutoTokenizer
 
+    _check_not_a_file("tokenizer", name_or_dir)
     if not os.path.isdir(name_or_dir):
         go_offline_if_unreachable()
     try:
@@ -145,6 +152,7 @@ def model_class(objective: str):
 def load_model(objective: str, name_or_dir: str):
     """The objective's ``AutoModelFor...from_pretrained(name_or_dir)`` with one-line errors."""
     kind = OBJECTIVES[objective][0]
+    _check_not_a_file(kind, name_or_dir)
     if not os.path.isdir(name_or_dir):
         go_offline_if_unreachable()
     try:

@@ -12,6 +12,7 @@ presets need (``--quick-test`` picks its preset from the other flags given).
 
 from __future__ import annotations
 
+import difflib
 import sys
 from collections.abc import Callable
 
@@ -19,10 +20,75 @@ from transformers import HfArgumentParser
 
 from diffusion.checkpoint import ModelLoadError
 
+# Names people bring from other tools, and the flag that means the same here.
+COMMON_NAMES = {"--lr": "--learning-rate", "--epochs": "--num-train-epochs", "--batch-size": "--per-device-train-batch-size",
+                "--steps": "--max-steps", "--out": "--output-dir", "--output": "--output-dir"}
+
+
+class _OneLineParser(HfArgumentParser):
+    """HfArgumentParser whose errors are a ValueError of one line, not a usage dump and exit."""
+
+    def error(self, message: str):
+        raise ValueError(f"{message} (see --help)")
+
+    def unknown_flags(self, remaining: list[str]) -> str:
+        """'unknown flag --lr (did you mean --lr_scheduler_type?)' for the arguments no dataclass took."""
+        known = sorted({o.replace("_", "-") for action in self._actions for o in action.option_strings
+                        if o.startswith("--") and o != "--help"})
+        parts = []
+        for arg in remaining:
+            if not arg.startswith("-"):
+                continue  # the value of an unknown flag
+            flag = arg.split("=", 1)[0].replace("_", "-")
+            close = [COMMON_NAMES[flag]] if COMMON_NAMES.get(flag) in known else []
+            close += [k for k in difflib.get_close_matches(flag, known, n=3, cutoff=0.6) if k not in close]
+            parts.append(f"unknown flag {arg}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
+        return "; ".join(parts) or f"unexpected argument(s) {' '.join(remaining)}"
+
+
+def _join_negative_values(argv: list[str]) -> list[str]:
+    """``--learning_rate -1e-3`` -> ``--learning_rate=-1e-3``: argparse takes "-1e-3" for a flag."""
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and arg.startswith("-") and _is_number(arg):
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
 
 def parse_args(dataclass_types, argv: list[str]) -> tuple:
-    """One instance of each dataclass in ``dataclass_types``, filled from ``argv``."""
-    return tuple(HfArgumentParser(tuple(dataclass_types)).parse_args_into_dataclasses(args=list(argv)))
+    """One instance of each dataclass in ``dataclass_types``, filled from ``argv``.
+
+    Flags must be written in full (no abbreviations: ``--lr`` is not ``--lr_scheduler_type``); an
+    unknown flag is one line naming the closest known ones; a negative number is a value.
+    """
+    parser = _OneLineParser(tuple(dataclass_types), allow_abbrev=False)
+    *parsed, remaining = parser.parse_args_into_dataclasses(args=_join_negative_values(list(argv)),
+                                                            return_remaining_strings=True)
+    if remaining:
+        raise ValueError(f"{parser.unknown_flags(remaining)} (see --help)")
+    return tuple(parsed)
+
+
+def check_text(flag: str, value: str | None) -> None:
+    """A text flag must be valid UTF-8: undecodable bytes reach Python as lone surrogates."""
+    if value is None:
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raw = value.encode("utf-8", "surrogateescape")[err.start:err.start + 1]
+        raise ValueError(f"{flag} is not valid UTF-8 (byte 0x{raw.hex() if raw else '??'} at character {err.start}); "
+                         f"write the text in UTF-8") from None
 
 
 def run_main(run: Callable[[list[str]], int], argv: list[str] | None = None,

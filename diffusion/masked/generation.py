@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from diffusion.checkpoint import DiffusionConfig, ModelLoadError, check_length, load_checkpoint, resolve_model, usable_length
+from diffusion.cli import check_text
 from diffusion.masked.unmasking import DecodeOptions, DecodeResult, resolve_block_length
 from diffusion.paths import TRAINED_MODEL
 from diffusion.text.tokens import token_strings
@@ -43,6 +44,8 @@ class GenerationArguments:
     device: str | None = field(default=None, metadata={"help": "cpu, cuda, cuda:1, mps... Default: cuda if available."})
 
     def __post_init__(self) -> None:
+        for flag, value in (("--prefix", self.prefix), ("--prompt", self.prompt), ("--text", self.text)):
+            check_text(flag, value)
         if self.prompt is not None:
             if self.prefix is not None and self.prefix != self.prompt:
                 raise ValueError("--prompt and --prefix are the same flag; give one")

@@ -80,8 +80,14 @@ def load_raw_datasets(dataset: str, dataset_config: str | None = None, data_dir:
         if len(builders) > 1:
             raise DataError(f"{dataset!r} mixes file types ({', '.join(sorted(builders))}); use one kind")
         builder = builders.pop()
+        for f in files:
+            check_local_file(f, builder)
         split_files = _split_files(files)
-        raw = load_dataset(builder, data_files=split_files, cache_dir=cache_dir)
+        try:
+            raw = load_dataset(builder, data_files=split_files, cache_dir=cache_dir)
+        except Exception as err:  # pyarrow / datasets errors on content the checks above did not foresee
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise DataError(f"cannot read {dataset!r} as {builder} files: {first_line}") from None
     elif _looks_like_path(dataset):
         raise DataError(f"dataset path {dataset!r} does not exist")
     else:
@@ -94,6 +100,55 @@ def load_raw_datasets(dataset: str, dataset_config: str | None = None, data_dir:
             split = raw["train"].train_test_split(test_size=validation_split_percentage / 100, seed=SPLIT_SEED)
             raw = DatasetDict(train=split["train"], validation=split["test"])
     return DatasetDict(train=raw["train"], validation=raw["validation"])
+
+
+def _read_text(path: str) -> str:
+    """The whole file as UTF-8 text (gunzipped for .gz), or one DataError line that says why not."""
+    try:
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+        else:
+            with open(path, "rb") as f:
+                data = f.read()
+    except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError; a cut gzip stream an EOFError
+        raise DataError(f"{path}: cannot be read ({err}); the file is damaged or truncated") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path} is not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                        f"convert it to UTF-8") from None
+
+
+def check_local_file(path: str, builder: str) -> None:
+    """Empty files, bytes that are not UTF-8 and JSON that does not parse, as one line naming the file (and row).
+
+    datasets would otherwise answer with StopIteration or a pyarrow traceback.
+    """
+    if builder == "parquet":  # binary: datasets' own reader checks it
+        if os.path.getsize(path) == 0:
+            raise DataError(f"{path} is empty: no documents to train on")
+        return
+    text = _read_text(path)
+    if not text.strip():
+        raise DataError(f"{path} is empty: no documents to train on")
+    if builder != "json":
+        return
+    try:
+        json.loads(text)  # a .json file holding one JSON document (a list of rows, or columns)
+        return
+    except json.JSONDecodeError:
+        pass  # JSON lines: one object per line
+    for row, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}, row {row}: not valid JSON ({err.msg} at column {err.colno}); "
+                            f"each line must be one JSON object") from None
+        if not isinstance(value, dict):
+            raise DataError(f"{path}, row {row}: a JSON {type(value).__name__}, not an object with a text column")
 
 
 def _split_files(files: list[str]) -> dict[str, list[str]]:
