@@ -41,7 +41,7 @@ from diffusion.paths import TRAINED_MODEL  # noqa: E402
 from diffusion.text.causal import causal_context, generate_causal, load_causal  # noqa: E402
 from diffusion.text.metrics import check_judge, judge_perplexity, text_quality  # noqa: E402
 from diffusion.viz.race import causal_panel, diffusion_panel, frame_times, render_comparison, timed_decode  # noqa: E402
-from diffusion.viz.rendering import Style, position_kinds, save_gif, write_frames  # noqa: E402
+from diffusion.viz.rendering import Style, check_writable, position_kinds, write_all_or_nothing  # noqa: E402
 
 FRAMES_DIR = "comparison_frames"
 QUALITY_FIELDS = ("distinct_1", "distinct_2", "distinct_3", "unigram_entropy", "repetition_rate", "length_words",
@@ -137,6 +137,11 @@ def run(argv: list[str]) -> int:
     if os.path.exists(args.output) and not os.path.isfile(args.output):
         raise ValueError(f"--output {args.output!r} is a folder; give a .gif file name")
     json_path = args.json or os.path.splitext(args.output)[0] + ".json"
+    if os.path.isdir(json_path):
+        raise ValueError(f"--json {json_path!r} is a folder; give a .json file name")
+    # Before any model loads: both places must take files (the GIF's folder holds the frames too).
+    check_writable(out_dir, "--output")
+    check_writable(os.path.dirname(os.path.abspath(json_path)), "--json")
 
     device = pick_device(args.device)
     quiet_loading()
@@ -203,14 +208,8 @@ def run(argv: list[str]) -> int:
              "options": {**vars(options), "num_frames": args.num_frames, "device": str(device)},
              "judge": args.judge, "rows": rows}
     frames_dir = os.path.join(out_dir, FRAMES_DIR)
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        paths = write_frames(frames, frames_dir)
-        save_gif(frames, args.output, frame_ms=args.frame_ms)
-        with open(json_path, "w") as f:
-            json.dump(table, f, indent=2)
-    except OSError as err:
-        raise ValueError(f"cannot write the comparison next to {args.output!r}: {err.strerror or err}") from None
+    paths = write_all_or_nothing(frames, frames_dir, args.output, args.frame_ms,
+                                 {json_path: json.dumps(table, indent=2)})
 
     print()
     print_table(rows)

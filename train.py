@@ -27,7 +27,6 @@ warnings.filterwarnings("ignore", message="Specifying null_placement", category=
 
 import torch  # noqa: E402
 from transformers import DataCollatorForLanguageModeling, PrinterCallback, ProgressCallback, Trainer, set_seed  # noqa: E402
-from transformers.trainer_utils import get_last_checkpoint  # noqa: E402
 
 from config import parse_train_args  # noqa: E402
 from data_collator import VariableMaskingCollator  # noqa: E402
@@ -36,67 +35,16 @@ from diffusion.cli import run_main  # noqa: E402
 from diffusion.masked.levels import format_level  # noqa: E402
 from diffusion.masked.trainer import DiffusionTrainer, load_collator_state  # noqa: E402
 from diffusion.paths import BUNDLED_TOKENIZER  # noqa: E402
-from diffusion.text.data import DataError, load_raw_datasets, tokenize_datasets  # noqa: E402
+from diffusion.runs import RunError, check_output_dir, release_aside_run, restore_aside_run, set_aside_run  # noqa: E402
+from diffusion.text.data import DataError, check_data_source, load_raw_datasets, tokenize_datasets  # noqa: E402
 from diffusion.text.models import build_model, count_parameters  # noqa: E402
-from diffusion.training import CompactPrinterCallback, CompactProgressCallback, LengthGroupedTrainer  # noqa: E402
+from diffusion.training import (  # noqa: E402
+    CompactPrinterCallback,
+    CompactProgressCallback,
+    FirstStepCallback,
+    LengthGroupedTrainer,
+)
 from diffusion.viz.plotting import plot_loss_curves  # noqa: E402
-
-# What a folder holds once a run has written to it; their presence means "a run is here".
-RUN_ARTIFACTS = ("final-model", "metrics.json", "initial_metrics.json", "trainer_state.json", "loss_curves.png", "runs")
-
-
-class RunError(Exception):
-    """A problem with the requested run; printed as one line."""
-
-
-def existing_run(output_dir: str) -> list[str]:
-    """Names of the run artifacts (checkpoints included) already in output_dir."""
-    if not os.path.isdir(output_dir):
-        return []
-    return sorted(n for n in os.listdir(output_dir) if n in RUN_ARTIFACTS or n.startswith("checkpoint-"))
-
-
-def check_output_dir(output_dir: str, overwrite: bool, resume: bool) -> str | None:
-    """Refuse to write over an earlier run; return the checkpoint to resume from, if any."""
-    found = existing_run(output_dir)
-    if resume:
-        last = get_last_checkpoint(output_dir) if os.path.isdir(output_dir) else None
-        if last is None:
-            raise RunError(f"--resume: no checkpoint-* folder in {output_dir!r} to resume from")
-        return last
-    if found and not overwrite:
-        shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
-        raise RunError(
-            f"{output_dir!r} already holds a run ({shown}); use --resume to continue it, "
-            f"--overwrite-output-dir to replace it, or another --output_dir"
-        )
-    return None
-
-
-def remove_run(output_dir: str) -> None:
-    for name in existing_run(output_dir):
-        path = os.path.join(output_dir, name)
-        shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
-
-
-def earlier_stages(output_dir: str, resume_from: str | None) -> list[dict]:
-    """The completed train.py calls that led to the checkpoint being resumed.
-
-    A long schedule may be trained in several calls in one folder, each resuming the last one's
-    checkpoint with a longer --max_steps (the bundled models were). Hugging Face's train_runtime
-    counts only the current call, so metrics.json keeps a list of stages ({global_step,
-    train_runtime_s} each) and its total. Stages that end after the resumed checkpoint (a call that
-    was rewound) are dropped; time spent in a call that crashed before writing metrics.json is lost.
-    """
-    path = os.path.join(output_dir, "metrics.json")
-    if resume_from is None or not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        previous = json.load(f)
-    stages = previous.get("stages") or [{"global_step": previous.get("global_step", 0),
-                                         "train_runtime_s": previous.get("train_runtime_s", 0.0)}]
-    resumed_step = int(os.path.basename(resume_from.rstrip("/")).split("-")[-1])
-    return [stage for stage in stages if stage["global_step"] <= resumed_step]
 
 
 def save_final_model(trainer: Trainer, output_dir: str, diffusion_config: DiffusionConfig) -> str:
@@ -135,9 +83,11 @@ def run(argv: list[str]) -> int:
     except ValueError as err:
         raise RunError(str(err)) from None
     output_dir = training_args.output_dir
-    resume_from = check_output_dir(output_dir, run_args.overwrite_output_dir, run_args.resume)
-    set_seed(training_args.seed)
     is_main = training_args.process_index == 0
+    resume_from, notes = check_output_dir(output_dir, run_args.overwrite_output_dir, run_args.resume)
+    for note in notes if is_main else []:
+        print(note, file=sys.stderr)
+    set_seed(training_args.seed)
 
     # ---- tokenizer ------------------------------------------------------------
     tokenizer_source = model_args.tokenizer or model_args.model or BUNDLED_TOKENIZER
@@ -147,20 +97,11 @@ def run(argv: list[str]) -> int:
     if tokenizer.pad_token_id is None:  # e.g. GPT-2's tokenizer
         tokenizer.pad_token = tokenizer.eos_token
 
-    # ---- data -------------------------------------------------------------------------
-    with training_args.main_process_first(desc="loading and tokenising the dataset"):
-        raw = load_raw_datasets(data_args.dataset, data_args.dataset_config, data_args.data_dir,
-                                data_args.extension_list(), data_args.validation_split_percentage)
-        data = tokenize_datasets(raw, tokenizer, data_args.text_column, data_args.max_length,
-                                 data_args.packing, data_args.preprocessing_num_workers)
-    train_set, eval_set = data["train"], data["validation"]
-    if data_args.max_train_samples is not None:
-        train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
-    if data_args.max_eval_samples is not None:
-        eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
-    eval_set = eval_set.sort("length")  # less padding per evaluation batch
+    # ---- the data's source is checked before any weights load (quietly); the model before the
+    # data is tokenised, so that a bad --model fails fast too -------------------------------
+    check_data_source(data_args.dataset, data_args.data_dir, data_args.extension_list())
 
-    # ---- model (after the data: a bad --dataset is one line before any weights load) ---
+    # ---- model ---------------------------------------------------------------------------
     if model_args.model is not None:
         model = load_model(model_args.objective, model_args.model)
         source = model_args.model
@@ -180,6 +121,19 @@ def run(argv: list[str]) -> int:
         check_length(data_args.max_length, model, source)
     except ValueError as err:
         raise RunError(str(err)) from None
+
+    # ---- data -------------------------------------------------------------------------
+    with training_args.main_process_first(desc="loading and tokenising the dataset"):
+        raw = load_raw_datasets(data_args.dataset, data_args.dataset_config, data_args.data_dir,
+                                data_args.extension_list(), data_args.validation_split_percentage)
+        data = tokenize_datasets(raw, tokenizer, data_args.text_column, data_args.max_length,
+                                 data_args.packing, data_args.preprocessing_num_workers)
+    train_set, eval_set = data["train"], data["validation"]
+    if data_args.max_train_samples is not None:
+        train_set = train_set.select(range(min(data_args.max_train_samples, len(train_set))))
+    if data_args.max_eval_samples is not None:
+        eval_set = eval_set.select(range(min(data_args.max_eval_samples, len(eval_set))))
+    eval_set = eval_set.sort("length")  # less padding per evaluation batch
 
     if is_main:
         if run_args.note:
@@ -207,29 +161,23 @@ def run(argv: list[str]) -> int:
     trainer.remove_callback(PrinterCallback)
     trainer.add_callback(CompactPrinterCallback if training_args.disable_tqdm else CompactProgressCallback)
 
-    # Everything is checked and loaded: only now may an earlier run be replaced.
-    if run_args.overwrite_output_dir and is_main:
-        remove_run(output_dir)
+    # Everything is checked and loaded. The earlier run is only moved aside (diffusion/runs.py): it
+    # is deleted after the new run's first training step, and put back if the new run fails before.
+    aside = set_aside_run(output_dir) if run_args.overwrite_output_dir and is_main else None
+    first_step = FirstStepCallback(lambda: release_aside_run(output_dir) if aside else None)
+    trainer.add_callback(first_step)
     trainer.accelerator.wait_for_everyone()
-
-    initial_path = os.path.join(output_dir, "initial_metrics.json")
-    before = None
-    if resume_from is not None:
-        if model_args.objective == "masked" and not load_collator_state(collator, resume_from, training_args.process_index):
-            print(f"warning: {resume_from} has no collator state; masks after resuming will differ", file=sys.stderr)
-        if os.path.exists(initial_path):
-            with open(initial_path) as f:
-                before = json.load(f)
-        if is_main:
-            print(f"resuming from {resume_from}")
-    elif diff_args.eval_before_training:
-        before = add_perplexity(trainer.evaluate(metric_key_prefix="initial"), "initial")
-        if is_main:
-            os.makedirs(output_dir, exist_ok=True)
-            with open(initial_path, "w") as f:
-                json.dump(before, f, indent=2)
-
-    train_result = trainer.train(resume_from_checkpoint=resume_from)
+    try:
+        before, train_result = evaluate_and_train(trainer, collator, model_args, diff_args, training_args,
+                                                  output_dir, resume_from)
+    except BaseException as err:  # Ctrl-C too: a run that never trained a step gives back what it replaced
+        if first_step.done:
+            raise  # it trained: its checkpoints are what --resume continues
+        restored = aside is not None and restore_aside_run(output_dir)
+        if isinstance(err, ValueError):  # e.g. torch's "Invalid learning rate": the user's flags, not a bug
+            kept = f"; the earlier run in {output_dir!r} is unchanged" if restored else ""
+            raise RunError(f"training failed before its first step: {err}{kept}") from None
+        raise
     after = add_perplexity(trainer.evaluate(), "eval")
 
     masking = {}  # the collator's settings; the causal objective has no collator of ours
@@ -246,8 +194,10 @@ def run(argv: list[str]) -> int:
         return 0
 
     runtime_s = round(train_result.metrics.get("train_runtime", float("nan")), 1)  # this call only
-    stages = earlier_stages(output_dir, resume_from) + [{"global_step": trainer.state.global_step,
-                                                         "train_runtime_s": runtime_s}]
+    # Every call that trained this model, this one last, with its steps, time and mean loss.
+    this_call_loss = train_result.metrics.get("train_loss_this_call", train_result.metrics.get("train_loss"))
+    stages = trainer.run_stages(this_call_loss)
+    stages[-1]["train_runtime_s"] = runtime_s
     metrics = {
         "objective": model_args.objective,
         "model": source,
@@ -255,7 +205,7 @@ def run(argv: list[str]) -> int:
         "global_step": trainer.state.global_step,
         "world_size": training_args.world_size,
         "train_runtime_s": runtime_s,
-        "train_loss": round(train_result.metrics.get("train_loss", float("nan")), 4),
+        "train_loss": round(train_result.metrics.get("train_loss", float("nan")), 4),  # over all steps
         # every call that trained this model, this one last (several when --resume extended it)
         "stages": stages,
         "total_train_runtime_s": round(sum(stage["train_runtime_s"] for stage in stages), 1),
@@ -280,6 +230,28 @@ def run(argv: list[str]) -> int:
     if plot_path:
         print(f"loss curves: {plot_path}")
     return 0
+
+
+def evaluate_and_train(trainer, collator, model_args, diff_args, training_args, output_dir: str, resume_from):
+    """The initial evaluation (or its stored result, when resuming), then training. -> (before, TrainOutput)."""
+    is_main = training_args.process_index == 0
+    initial_path = os.path.join(output_dir, "initial_metrics.json")
+    before = None
+    if resume_from is not None:
+        if model_args.objective == "masked" and not load_collator_state(collator, resume_from, training_args.process_index):
+            print(f"warning: {resume_from} has no collator state; masks after resuming will differ", file=sys.stderr)
+        if os.path.exists(initial_path):
+            with open(initial_path) as f:
+                before = json.load(f)
+        if is_main:
+            print(f"resuming from {resume_from}")
+    elif diff_args.eval_before_training:
+        before = add_perplexity(trainer.evaluate(metric_key_prefix="initial"), "initial")
+        if is_main:
+            os.makedirs(output_dir, exist_ok=True)
+            with open(initial_path, "w") as f:
+                json.dump(before, f, indent=2)
+    return before, trainer.train(resume_from_checkpoint=resume_from)
 
 
 def add_perplexity(metrics: dict[str, float], prefix: str) -> dict[str, float]:

@@ -33,7 +33,14 @@ from diffusion.cli import parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, build_prompt, decode  # noqa: E402
-from diffusion.viz.rendering import Style, position_kinds, render_frames, save_gif, step_pieces, write_frames  # noqa: E402
+from diffusion.viz.rendering import (  # noqa: E402
+    Style,
+    check_writable,
+    position_kinds,
+    render_frames,
+    step_pieces,
+    write_all_or_nothing,
+)
 
 GIF_NAME = "text_diffusion_animation.gif"
 FRAMES_DIR = "visualization_frames"
@@ -72,6 +79,7 @@ def run(argv: list[str]) -> int:
     args, options, anim = parse_args((GenerationArguments, DecodeOptions, AnimationArguments), argv)
     if os.path.exists(anim.output) and not os.path.isdir(anim.output):
         raise ValueError(f"--output {anim.output!r} is a file; give a folder")
+    check_writable(anim.output, "--output")  # before the model loads
     quiet_loading()
     generator = load_generator(args.checkpoint, args.max_length, options.block_length)
     options = dataclasses.replace(options, block_length=generator.block_length)
@@ -94,16 +102,10 @@ def run(argv: list[str]) -> int:
 
     gif_path = os.path.join(anim.output, GIF_NAME)
     data_path = os.path.join(anim.output, DATA_NAME)
-    try:
-        os.makedirs(anim.output, exist_ok=True)
-        frame_paths = write_frames(frames, os.path.join(anim.output, FRAMES_DIR))
-        save_gif(frames, gif_path, frame_ms=anim.frame_ms)
-        with open(data_path, "w") as f:
-            # A script, not a .json fetched by the page: browsers refuse fetch() on file:// pages,
-            # but load <script src> from the same folder.
-            f.write("window.ANIMATION_DATA = " + json.dumps(data) + ";\n")
-    except OSError as err:  # a folder that cannot be written
-        raise ValueError(f"cannot write the animation into --output {anim.output!r}: {err.strerror or err}") from None
+    # A script, not a .json fetched by the page: browsers refuse fetch() on file:// pages,
+    # but load <script src> from the same folder.
+    frame_paths = write_all_or_nothing(frames, os.path.join(anim.output, FRAMES_DIR), gif_path, anim.frame_ms,
+                                       {data_path: "window.ANIMATION_DATA = " + json.dumps(data) + ";\n"})
 
     width, height = frames[0].size
     print(f"model: {checkpoint} ({generator.why})")

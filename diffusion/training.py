@@ -4,19 +4,77 @@
   (seed, epoch) alone, so ``--resume`` sees exactly the batches the uninterrupted run would have;
   the causal baseline trains with it as is, and each objective's trainer builds on it
   (diffusion/masked/trainer.py).
+  It also writes ``run_progress.json`` into every checkpoint (the calls that trained it, with
+  their steps, wall time and loss), so a run trained in several calls, or one killed and resumed,
+  reports its time and its mean training loss over *all* its steps (diffusion/runs.py).
 * ``format_log`` and the two callbacks that print it: one readable line per Trainer log
   (``step 50 | loss 1.595 | lr 2.4e-05 | mask 0.1: 1.02 ...``) instead of a raw dict.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import time
+
 import torch
 from transformers import ProgressCallback, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from diffusion.runs import PROGRESS_FILE, checkpoint_stages
 
 
 class LengthGroupedTrainer(Trainer):
-    """Trainer whose ``group_by_length`` order is reproducible across ``--resume`` (both objectives)."""
+    """Trainer whose ``group_by_length`` order is reproducible across ``--resume``, and whose
+    checkpoints record the calls that trained them (every objective)."""
+
+    _earlier_stages: list[dict] = []  # set by train(): the calls before this one (diffusion/runs.py)
+    _call_started = 0.0
+
+    # ------------------------------------------------------------------ stages across calls
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        self._earlier_stages = checkpoint_stages(resume_from_checkpoint, self.args.output_dir)
+        self._call_started = time.time()
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def _this_call(self, loss_sum: float | None = None) -> dict:
+        initial = getattr(self, "_initial_global_step", 0)
+        steps = self.state.global_step - initial
+        stage = {"global_step": self.state.global_step, "steps": steps,
+                 "train_runtime_s": round(time.time() - self._call_started, 1)}
+        if loss_sum is not None and steps > 0:
+            stage["train_loss"] = round(loss_sum / steps, 4)
+        return stage
+
+    def run_stages(self, train_loss: float | None = None) -> list[dict]:
+        """Every call that trained this model, this one last: [{global_step, steps, train_runtime_s, train_loss}]."""
+        steps = self.state.global_step - getattr(self, "_initial_global_step", 0)
+        return self._earlier_stages + [self._this_call(None if train_loss is None else train_loss * steps)]
+
+    def _save_checkpoint(self, model, trial):
+        # Written before Trainer's own files, so trainer_state.json (written last) still marks a whole checkpoint.
+        if self.args.should_save:
+            folder = os.path.join(self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}")
+            os.makedirs(folder, exist_ok=True)
+            tr_loss = getattr(self, "_tr_loss", None)
+            loss_sum = getattr(self, "_total_loss_scalar", 0.0) + (float(tr_loss) if tr_loss is not None else 0.0)
+            with open(os.path.join(folder, PROGRESS_FILE), "w") as f:
+                json.dump({"stages": self._earlier_stages + [self._this_call(loss_sum)]}, f, indent=2)
+        super()._save_checkpoint(model, trial)
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "train_runtime" in logs and "train_loss" in logs and self._earlier_stages:
+            # Trainer's train_loss covers this call's steps only; make it the mean over every step.
+            this = self._this_call(logs["train_loss"] * (self.state.global_step - self._initial_global_step))
+            stages = self._earlier_stages + [this]
+            if all("train_loss" in st or st.get("steps") == 0 for st in stages):
+                total = sum(st.get("steps", 0) for st in stages)
+                if total:
+                    logs["train_loss_this_call"] = logs["train_loss"]
+                    logs["train_loss"] = sum(st.get("train_loss", 0.0) * st.get("steps", 0) for st in stages) / total
+            logs["resumed_at_step"] = self._initial_global_step
+        super().log(logs, start_time)
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset  # Trainer passes a copy without the "length" column
@@ -60,8 +118,12 @@ def format_log(logs: dict, step: int) -> str:
         line += f" | lr {lr:.1e}" if lr is not None else ""
         return line + (f" | mask {levels}" if levels else "")
     if "train_runtime" in logs:
-        return (f"training done: {step} steps in {logs['train_runtime']:.0f} s, "
-                f"mean training loss {logs.get('train_loss', float('nan')):.3f}")
+        loss = logs.get("train_loss", float("nan"))
+        if "resumed_at_step" in logs:
+            over = f"over all {step} steps" if "train_loss_this_call" in logs else "over this call's steps"
+            return (f"training done: step {step} ({step - logs['resumed_at_step']} steps in this call, resumed at "
+                    f"step {logs['resumed_at_step']}) in {logs['train_runtime']:.0f} s, mean training loss {loss:.3f} {over}")
+        return f"training done: {step} steps in {logs['train_runtime']:.0f} s, mean training loss {loss:.3f}"
     eval_keys = [k for k in logs if k.endswith("_loss")]
     if eval_keys:  # an evaluation: eval_loss, initial_loss, ...
         prefix = eval_keys[0][: -len("_loss")]
@@ -90,3 +152,15 @@ class CompactPrinterCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             print(format_log(logs, state.global_step), flush=True)
+
+
+class FirstStepCallback(TrainerCallback):
+    """Calls ``action()`` once, after the first optimizer step of this call (the new run has proven it can train)."""
+
+    def __init__(self, action):
+        self.action, self.done = action, False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if not self.done:
+            self.done = True
+            self.action()

@@ -53,25 +53,27 @@ def _files_in(folder: str, extensions: list[str]) -> list[str]:
     return found
 
 
-def load_raw_datasets(dataset: str, dataset_config: str | None = None, data_dir: str | None = None,
-                      extensions: list[str] | None = None, validation_split_percentage: float = 2.0,
-                      cache_dir: str | None = None) -> DatasetDict:
-    """Raw text as a DatasetDict with ``train`` and ``validation`` splits."""
+def check_data_source(dataset: str, data_dir: str | None = None, extensions: list[str] | None = None):
+    """Check where the data comes from without loading it (prints nothing): a missing folder or file, an
+    empty one, bad JSON or bytes that are not UTF-8 are one DataError line, before any model loads.
+
+    Returns what ``load_raw_datasets`` loads: ("code", files) | ("bundled", files) | (builder, files) |
+    ("hub", None).
+    """
     if data_dir is not None:
         if not os.path.isdir(data_dir):
             raise DataError(f"--data-dir {data_dir!r} is not a folder")
         files = _files_in(data_dir, extensions or [".py"])
         if not files:
             raise DataError(f"no files ending in {', '.join(extensions or ['.py'])} under {data_dir!r}")
-        # The "text" builder with sample_by="document" makes each whole file one example.
-        raw = load_dataset("text", data_files={"train": files}, sample_by="document", cache_dir=cache_dir)
-    elif dataset in BUNDLED_CORPORA:
+        return "code", files
+    if dataset in BUNDLED_CORPORA:
         files = BUNDLED_CORPORA[dataset]
         missing = [f for f in files.values() if not os.path.exists(f)]
         if missing:
             raise DataError(f"the bundled corpus is missing ({missing[0]}); rebuild it with python data/build_corpus.py")
-        raw = load_dataset("json", data_files=files, cache_dir=cache_dir)
-    elif os.path.exists(os.path.expanduser(dataset)):
+        return "bundled", files
+    if os.path.exists(os.path.expanduser(dataset)):
         path = os.path.expanduser(dataset)
         files = [path] if os.path.isfile(path) else _files_in(path, [e for ext in BUILDERS for e in (ext, ext + ".gz")])
         builders = {_builder_for(f) for f in files}
@@ -82,16 +84,30 @@ def load_raw_datasets(dataset: str, dataset_config: str | None = None, data_dir:
         builder = builders.pop()
         for f in files:
             check_local_file(f, builder)
-        split_files = _split_files(files)
-        try:
-            raw = load_dataset(builder, data_files=split_files, cache_dir=cache_dir)
-        except Exception as err:  # pyarrow / datasets errors on content the checks above did not foresee
-            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-            raise DataError(f"cannot read {dataset!r} as {builder} files: {first_line}") from None
-    elif _looks_like_path(dataset):
+        return builder, files
+    if _looks_like_path(dataset):
         raise DataError(f"dataset path {dataset!r} does not exist")
-    else:
+    return "hub", None
+
+
+def load_raw_datasets(dataset: str, dataset_config: str | None = None, data_dir: str | None = None,
+                      extensions: list[str] | None = None, validation_split_percentage: float = 2.0,
+                      cache_dir: str | None = None) -> DatasetDict:
+    """Raw text as a DatasetDict with ``train`` and ``validation`` splits."""
+    kind, files = check_data_source(dataset, data_dir, extensions)
+    if kind == "code":
+        # The "text" builder with sample_by="document" makes each whole file one example.
+        raw = load_dataset("text", data_files={"train": files}, sample_by="document", cache_dir=cache_dir)
+    elif kind == "bundled":
+        raw = load_dataset("json", data_files=files, cache_dir=cache_dir)
+    elif kind == "hub":
         raw = load_hub_dataset(dataset, dataset_config, cache_dir)
+    else:
+        try:
+            raw = load_dataset(kind, data_files=_split_files(files), cache_dir=cache_dir)
+        except Exception as err:  # pyarrow / datasets errors on content the checks did not foresee
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+            raise DataError(f"cannot read {dataset!r} as {kind} files: {first_line}") from None
 
     if "validation" not in raw:
         if "test" in raw:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import glob
 import os
 import re
+import shutil
 from dataclasses import dataclass
 from functools import cache
 
@@ -277,7 +278,8 @@ def save_gif(frames: list[Image.Image], path: str, frame_ms: int = 800, hold_las
     durations = [frame_ms] * (len(frames) - 1) + [frame_ms * hold_last]
     first, *rest = frames
     # disposal 1 (leave the frame in place): Pillow then stores only the region that changed
-    first.save(path, save_all=True, append_images=rest, duration=durations, loop=0, disposal=1, optimize=False)
+    first.save(path, format="GIF", save_all=True, append_images=rest, duration=durations, loop=0, disposal=1,
+               optimize=False)
 
 
 def write_frames(frames: list[Image.Image], folder: str) -> list[str]:
@@ -290,3 +292,55 @@ def write_frames(frames: list[Image.Image], folder: str) -> list[str]:
     for frame, path in zip(frames, paths, strict=True):
         frame.save(path, optimize=True)
     return paths
+
+
+def check_writable(folder: str, flag: str) -> None:
+    """One line naming ``flag`` when ``folder`` cannot be written (or created), before any work is done.
+
+    Creates nothing: it checks the folder, or the nearest existing folder above it.
+    """
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise ValueError(f"cannot write into {folder!r} ({flag}): {existing!r} is a file")
+    if not os.access(existing, os.W_OK):
+        raise ValueError(f"cannot write into {folder!r} ({flag}): {existing!r} is not writable")
+
+
+def write_all_or_nothing(frames: list[Image.Image], frames_dir: str, gif_path: str, frame_ms: int,
+                         texts: dict[str, str]) -> list[str]:
+    """The frames, the GIF and the text files (path -> content) of one command: all of them, or none.
+
+    Everything is written under temporary names first and renamed at the end, so a failure (a full
+    disk, a read-only folder) leaves the earlier outputs as they were.  Returns the frame paths.
+    """
+    staged: list[tuple[str, str]] = []  # (temporary, final)
+    frames_tmp = frames_dir.rstrip("/") + ".tmp"
+    try:
+        for folder in {os.path.dirname(os.path.abspath(p)) for p in [frames_dir, gif_path, *texts]}:
+            os.makedirs(folder, exist_ok=True)
+        shutil.rmtree(frames_tmp, ignore_errors=True)
+        write_frames(frames, frames_tmp)
+        staged.append((frames_tmp, frames_dir))
+        save_gif(frames, gif_path + ".tmp", frame_ms=frame_ms)
+        staged.append((gif_path + ".tmp", gif_path))
+        for path, content in texts.items():
+            with open(path + ".tmp", "w") as f:
+                f.write(content)
+            staged.append((path + ".tmp", path))
+    except OSError as err:
+        for tmp, _ in staged:
+            shutil.rmtree(tmp, ignore_errors=True) if os.path.isdir(tmp) else os.remove(tmp)
+        shutil.rmtree(frames_tmp, ignore_errors=True)
+        where = os.path.dirname(err.filename) if isinstance(err.filename, str) else frames_dir
+        raise ValueError(f"cannot write into {where!r}: {err.strerror or err}; nothing was written") from None
+    for tmp, final in staged:
+        if os.path.isdir(final) and os.path.isdir(tmp):
+            # keep files that are not ours (write_frames deletes only numbered frames)
+            for name in os.listdir(final):
+                if not FRAME_NAME.match(name) and not os.path.exists(os.path.join(tmp, name)):
+                    os.replace(os.path.join(final, name), os.path.join(tmp, name))
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    return [os.path.join(frames_dir, os.path.basename(p)) for p in sorted(os.listdir(frames_dir)) if FRAME_NAME.match(p)]
