@@ -35,7 +35,14 @@ from diffusion.cli import run_main  # noqa: E402
 from diffusion.masked.levels import format_level  # noqa: E402
 from diffusion.masked.trainer import DiffusionTrainer, load_collator_state  # noqa: E402
 from diffusion.paths import BUNDLED_TOKENIZER  # noqa: E402
-from diffusion.runs import RunError, check_output_dir, release_aside_run, restore_aside_run, set_aside_run  # noqa: E402
+from diffusion.runs import (  # noqa: E402
+    RunError,
+    check_output_dir,
+    release_aside_run,
+    restore_aside_run,
+    restore_interrupted_overwrite,
+    set_aside_run,
+)
 from diffusion.text.data import DataError, check_data_source, load_raw_datasets, tokenize_datasets  # noqa: E402
 from diffusion.text.models import build_model, count_parameters  # noqa: E402
 from diffusion.training import (  # noqa: E402
@@ -84,6 +91,8 @@ def run(argv: list[str]) -> int:
         raise RunError(str(err)) from None
     output_dir = training_args.output_dir
     is_main = training_args.process_index == 0
+    for note in restore_interrupted_overwrite(output_dir) if is_main else []:
+        print(note, file=sys.stderr)
     resume_from, notes = check_output_dir(output_dir, run_args.overwrite_output_dir, run_args.resume)
     for note in notes if is_main else []:
         print(note, file=sys.stderr)
@@ -204,6 +213,8 @@ def run(argv: list[str]) -> int:
         "parameters": count_parameters(model),
         "global_step": trainer.state.global_step,
         "world_size": training_args.world_size,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
         "train_runtime_s": runtime_s,
         "train_loss": round(train_result.metrics.get("train_loss", float("nan")), 4),  # over all steps
         # every call that trained this model, this one last (several when --resume extended it)

@@ -128,8 +128,11 @@ def set_incomplete_aside(output_dir: str, skipped: list[tuple[str, str]]) -> lis
 
 # ------------------------------------------------------------------------------- the output folder
 def check_output_dir(output_dir: str, overwrite: bool, resume: bool) -> tuple[str | None, list[str]]:
-    """Refuse to write over an earlier run; (the checkpoint to resume from or None, notes to print)."""
-    notes = restore_interrupted_overwrite(output_dir)
+    """Refuse to write over an earlier run; (the checkpoint to resume from or None, notes to print).
+
+    Call :func:`restore_interrupted_overwrite` first, so that the folder holds what the user had.
+    """
+    notes: list[str] = []
     if resume:
         last, skipped = latest_complete_checkpoint(output_dir)
         if last is None:

@@ -92,6 +92,23 @@ def measure(model, tokenizer, objective: str, validation, max_examples: int | No
                           for level, r in results.items()}}
 
 
+def per_device_batch_size(run_dir: str, metrics: dict) -> int | None:
+    """The per-device training batch, read from JSON only: metrics.json (train.py records it), else the
+    newest checkpoint's trainer_state.json. Never training_args.bin: unpickling it runs code from the folder."""
+    if metrics.get("per_device_train_batch_size"):
+        return int(metrics["per_device_train_batch_size"])
+    steps = sorted((int(n.split("-")[1]), n) for n in os.listdir(run_dir)
+                   if n.startswith("checkpoint-") and n.split("-")[1].isdigit())
+    for _, name in reversed(steps):
+        path = os.path.join(run_dir, name, "trainer_state.json")
+        if os.path.isfile(path):
+            with open(path) as f:
+                value = json.load(f).get("train_batch_size")
+            if value:
+                return int(value)
+    return None
+
+
 def card_text(name: str, info: dict, notes: str) -> str:
     """The model card (README.md) from the numbers in ``info``."""
     masked = info["objective"] == "masked"
@@ -172,7 +189,11 @@ def main(argv: list[str] | None = None) -> int:
 
     tokenizer = load_tokenizer(final)
     model = load_model(objective, final).float()
-    training_args = torch.load(os.path.join(final, "training_args.bin"), weights_only=False)
+    batch_size = per_device_batch_size(args.run_dir, metrics)
+    if batch_size is None:
+        print(f"error: {args.run_dir!r} records no batch size (no metrics.json field, no checkpoint "
+              f"trainer_state.json)", file=sys.stderr)
+        return 2
 
     # 1-2: float16 weights, float32 config.
     tmp = args.output.rstrip("/") + ".tmp"
@@ -213,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         # The run folder as the command names it (--output_dir), else as given here.
         "run_dir_name": flag_value(args.command[-1].split(), "--output-dir") or args.run_dir.rstrip("/"),
         "global_step": metrics["global_step"],
-        "batch_size": training_args.per_device_train_batch_size * metrics.get("world_size", 1),
+        "batch_size": batch_size * metrics.get("world_size", 1),
         "train_tokens": int(train_tokens * epochs),
         "epochs": epochs,
         "stages": stages,

@@ -47,7 +47,9 @@ def test_card_states_command_and_measured_numbers(bundled):
     text = (out / "README.md").read_text()
     info = json.loads((out / "card.json").read_text())
     assert info["commands"] == [command] and command in text
-    assert info["stages"] == [{"global_step": 2, "train_runtime_s": info["train_runtime_s"]}]
+    assert [(st["global_step"], st["steps"], st["train_runtime_s"]) for st in info["stages"]] == [
+        (2, 2, info["train_runtime_s"])]
+    assert info["stages"][0]["train_loss"] == pytest.approx(info["train_loss"], abs=1e-3)
     assert "calls of `train.py`" not in text  # one call: no stage line
     assert info["global_step"] == 2 and info["eval"]["examples"] == 32
     if objective == "masked":
