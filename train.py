@@ -53,6 +53,8 @@ from diffusion.training import (  # noqa: E402
 )
 from diffusion.viz.plotting import plot_loss_curves  # noqa: E402
 
+OFFLINE_HINT = " (--model models/masked-base), a fresh model (--model-config tiny)"
+
 
 def save_final_model(trainer: Trainer, output_dir: str, diffusion_config: DiffusionConfig) -> str:
     """Write OUTPUT/final-model atomically: a crash mid-save never leaves a half-written model."""
@@ -100,7 +102,7 @@ def run(argv: list[str]) -> int:
 
     # ---- tokenizer ------------------------------------------------------------
     tokenizer_source = model_args.tokenizer or model_args.model or BUNDLED_TOKENIZER
-    tokenizer = load_tokenizer(tokenizer_source)
+    tokenizer = load_tokenizer(tokenizer_source, OFFLINE_HINT)
     if model_args.objective == "masked" and tokenizer.mask_token_id is None:
         raise RunError(f"tokenizer {tokenizer_source!r} has no mask token; the masked objective needs one")
     if tokenizer.pad_token_id is None:  # e.g. GPT-2's tokenizer
@@ -112,7 +114,7 @@ def run(argv: list[str]) -> int:
 
     # ---- model ---------------------------------------------------------------------------
     if model_args.model is not None:
-        model = load_model(model_args.objective, model_args.model)
+        model = load_model(model_args.objective, model_args.model, OFFLINE_HINT)
         source = model_args.model
     else:
         model = build_model(model_args.objective, model_args.model_config, tokenizer, data_args.max_length,

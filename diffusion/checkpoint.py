@@ -117,20 +117,48 @@ def _check_not_a_file(kind: str, name: str) -> None:
                              f"and weights (e.g. results/final-model)")
 
 
-def _load_error(kind: str, name: str, err: Exception) -> ModelLoadError:
+def model_folders_near(name: str, limit: int = 3) -> list[str]:
+    """Folders under the current one (and the bundled models) that hold a model, closest in name to ``name`` first."""
+    import difflib
+    import glob
+
+    found = {os.path.relpath(os.path.dirname(c)) for pattern in ("*/config.json", "*/*/config.json")
+             for c in glob.glob(pattern)}
+    found |= {_shown(folder) for folder in (BUNDLED_MASKED_MODEL, BUNDLED_CAUSAL_MODEL) if os.path.isdir(folder)}
+    return sorted(found, key=lambda f: (-difflib.SequenceMatcher(None, name, f).ratio(), f))[:limit]
+
+
+def _shown(path: str) -> str:
+    """A path as a person types it here: relative when below the current folder, else absolute."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def _looks_local(name: str) -> bool:
+    """A name that cannot be a Hub id ("org/name"): a path or a file name."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or os.path.splitext(name)[1] in (
+        ".pt", ".pth", ".bin", ".ckpt", ".safetensors", ".json")
+
+
+def _load_error(kind: str, name: str, err: Exception, offline_hint: str = "") -> ModelLoadError:
     first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
     if os.path.isdir(name):
         return ModelLoadError(f"cannot load a {kind} from folder {name!r}: {first_line}")
-    if name.startswith((".", "/", "~")) or name.count("/") > 1:
-        return ModelLoadError(f"{kind} folder {name!r} does not exist")
-    return ModelLoadError(
-        f"cannot load {kind} {name!r} from the Hugging Face Hub ({first_line}). Offline, build a fresh model "
-        f"with --model-config tiny (or run python train.py --quick-test), or pass a local folder"
-    )
+    near = model_folders_near(name)
+    listed = f"; folders that hold a model: {', '.join(near)}" if near else ""
+    if _looks_local(name):
+        return ModelLoadError(f"{kind} folder {name!r} does not exist{listed}")
+    bundled = _shown(BUNDLED_CAUSAL_MODEL if kind == "causal LM" else BUNDLED_MASKED_MODEL)
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+    if offline and "/" in name:  # "results-full/final-model" or "org/model": no such folder, no Hub to ask
+        return ModelLoadError(f"{kind} folder {name!r} does not exist, and offline it cannot be a Hugging Face Hub "
+                              f"id either{listed}")
+    return ModelLoadError(f"cannot load {kind} {name!r} from the Hugging Face Hub ({first_line}). "
+                          f"Offline, use the bundled {bundled}{offline_hint}, or pass a local folder")
 
 
-def load_tokenizer(name_or_dir: str):
-    """``AutoTokenizer.from_pretrained`` with one-line errors."""
+def load_tokenizer(name_or_dir: str, offline_hint: str = ""):
+    """``AutoTokenizer.from_pretrained`` with one-line errors (``offline_hint``: the caller's other offline option)."""
     from transformers import AutoTokenizer
 
     _check_not_a_file("tokenizer", name_or_dir)
@@ -139,7 +167,7 @@ def load_tokenizer(name_or_dir: str):
     try:
         return AutoTokenizer.from_pretrained(name_or_dir)
     except Exception as err:  # OSError, ValueError, huggingface_hub errors...
-        raise _load_error("tokenizer", name_or_dir, err) from None
+        raise _load_error("tokenizer", name_or_dir, err, offline_hint) from None
 
 
 def model_class(objective: str):
@@ -149,7 +177,7 @@ def model_class(objective: str):
     return getattr(transformers, OBJECTIVES[objective][1])
 
 
-def load_model(objective: str, name_or_dir: str):
+def load_model(objective: str, name_or_dir: str, offline_hint: str = ""):
     """The objective's ``AutoModelFor...from_pretrained(name_or_dir)`` with one-line errors."""
     kind = OBJECTIVES[objective][0]
     _check_not_a_file(kind, name_or_dir)
@@ -161,9 +189,9 @@ def load_model(objective: str, name_or_dir: str):
         # AutoModel raises ValueError("Unrecognized configuration class ...") for the wrong kind of model.
         if "Unrecognized configuration class" in str(err):
             raise ModelLoadError(f"{name_or_dir!r} is not a {kind} (its config has no {kind} head)") from None
-        raise _load_error(kind, name_or_dir, err) from None
+        raise _load_error(kind, name_or_dir, err, offline_hint) from None
     except Exception as err:
-        raise _load_error(kind, name_or_dir, err) from None
+        raise _load_error(kind, name_or_dir, err, offline_hint) from None
 
 
 def quiet_loading() -> None:

@@ -98,3 +98,23 @@ def test_a_truncated_gzip_is_one_line(tmp_path, capsys):
     path.write_bytes(data[: len(data) // 2])
     code, lines = _train_on(path, tmp_path, capsys)
     assert code == 2 and len(lines) == 1 and str(path) in lines[0], lines
+
+
+def test_no_documents_left_after_tokenisation_is_one_line(tmp_path, capsys):
+    path = tmp_path / "blank.jsonl"
+    path.write_text("\n".join(json.dumps({"text": ""}) for _ in range(40)) + "\n")
+    code, lines = _train_on(path, tmp_path, capsys)
+    # Found only once the texts are tokenised, so the loading bars come first; then one line, no traceback.
+    errors = [line for line in lines if line.startswith("error:")]
+    assert code == 2 and len(errors) == 1 and "no usable examples after tokenisation" in errors[0], lines
+    assert lines[-1] == errors[0] and not any("Traceback" in line for line in lines)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_missing_model_folder_lists_the_folders_that_hold_one(tmp_path):
+    proc = run_script([sys.executable, "generate.py", "--checkpoint", "results-nope/final-model"])
+    line = _one_line(proc, "'results-nope/final-model' does not exist", "folders that hold a model:",
+                     "models/masked-base")
+    assert "Hugging Face Hub" in line  # offline, it cannot be a hub id either
+    proc = run_script([sys.executable, "compare_models.py", "--gpt2-checkpoint", "gpt2"])
+    _one_line(proc, "cannot load causal LM 'gpt2' from the Hugging Face Hub", "use the bundled models/causal-base")

@@ -203,18 +203,23 @@ def test_stages_hold_every_call_even_a_killed_one(small_corpus, tmp_path):
 
 
 # ---------------------------------------------------------------------------------- outputs
-def test_compare_writes_all_or_nothing(checkpoint, gpt2_checkpoint, tmp_path):
+def test_compare_writes_all_or_nothing(checkpoint, gpt2_checkpoint, tmp_path, capsys):
+    import compare_models
+
     out = tmp_path / "out"
-    base = [sys.executable, "compare_models.py", "--roberta-checkpoint", checkpoint, "--gpt2-checkpoint",
-            gpt2_checkpoint, "--steps", "2", "--num-frames", "3", "--output", str(out / "c.gif")]
-    assert run_script(base).returncode == 0
+    base = ["--roberta-checkpoint", checkpoint, "--gpt2-checkpoint", gpt2_checkpoint, "--steps", "2",
+            "--num-frames", "3", "--output", str(out / "c.gif")]
+    assert compare_models.main(base) == 0
     before = tree_hash(out)
-    proc = run_script(base + ["--json", "/proc/c.json"])  # a folder no one can write files into
-    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "nothing was written" in proc.stderr
+    capsys.readouterr()
+    assert compare_models.main(base + ["--json", "/proc/c.json"]) == 2  # a folder no one can write files into
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nothing was written" in err
     assert tree_hash(out) == before  # the earlier GIF, frames and JSON are untouched
     (tmp_path / "README.md").write_text("a file")
-    proc = run_script(base + ["--json", str(tmp_path / "README.md" / "c.json")])
-    assert proc.returncode == 2 and "(--json)" in proc.stderr and "is a file" in proc.stderr
+    assert compare_models.main(base + ["--json", str(tmp_path / "README.md" / "c.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "(--json)" in err and "is a file" in err
     assert tree_hash(out) == before
 
 
