@@ -15,6 +15,7 @@ loss_curves.png).  Every flag: ``python train.py --help`` or config.py.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -167,6 +168,17 @@ def run(argv: list[str]) -> int:
     else:
         collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
         trainer = LengthGroupedTrainer(data_collator=collator, **common)
+    masking = {}  # the collator's settings; the causal objective has no collator of ours
+    if model_args.objective == "masked":
+        masking = dict(mask_levels=diff_args.mask_levels, rate_sampling=diff_args.rate_sampling,
+                       schedule=diff_args.schedule, mask_rate_per=diff_args.mask_rate_per,
+                       prefix_len=diff_args.prefix_len, eos_padding=diff_args.eos_padding,
+                       loss_weighting=diff_args.loss_weighting)
+    diffusion_config = DiffusionConfig(objective=model_args.objective, max_length=data_args.max_length,
+                                       dataset=data_args.data_dir or data_args.dataset, trained_from=source,
+                                       **masking)
+    trainer.diffusion_config = diffusion_config  # written into every checkpoint as well
+    trainer.point_tensorboard_into_the_run()
     # Replace the raw-dict log printers with one readable line per log.
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
@@ -191,16 +203,8 @@ def run(argv: list[str]) -> int:
         raise
     after = add_perplexity(trainer.evaluate(), "eval")
 
-    masking = {}  # the collator's settings; the causal objective has no collator of ours
-    if model_args.objective == "masked":
-        masking = dict(mask_levels=diff_args.mask_levels, rate_sampling=diff_args.rate_sampling,
-                       schedule=diff_args.schedule, mask_rate_per=diff_args.mask_rate_per,
-                       prefix_len=diff_args.prefix_len, eos_padding=diff_args.eos_padding,
-                       loss_weighting=diff_args.loss_weighting)
-    diffusion_config = DiffusionConfig(objective=model_args.objective, max_length=data_args.max_length,
-                                       dataset=data_args.data_dir or data_args.dataset, trained_from=source,
-                                       global_step=trainer.state.global_step, **masking)
-    final = save_final_model(trainer, output_dir, diffusion_config)
+    final = save_final_model(trainer, output_dir,
+                             dataclasses.replace(diffusion_config, global_step=trainer.state.global_step))
     if not is_main:
         return 0
 

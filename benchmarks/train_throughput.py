@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         # ratio, group_by_length, use_cpu and the diffusion settings are the preset's; only what a
         # benchmark must change is overridden (no saving, no logging, no progress bar, fixed length).
         model_args, data_args, diff_args, _, training_args = parse_train_args([
-            "--quick-test", "--output_dir", scratch, "--max-length", str(args.max_length),
+            # --from-scratch: the tiny preset from a seeded random init (the same weights on both paths)
+            "--quick-test", "--from-scratch", "--output_dir", scratch, "--max-length", str(args.max_length),
             "--per_device_train_batch_size", str(args.batch_size), "--max_steps", str(total_steps),
             "--seed", str(args.seed), "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
             "--logging_strategy", "steps" if args.logging_steps else "no",

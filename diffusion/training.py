@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -31,6 +32,23 @@ class LengthGroupedTrainer(Trainer):
 
     _earlier_stages: list[dict] = []  # set by train(): the calls before this one (diffusion/runs.py)
     _call_started = 0.0
+    # train.py sets it: every checkpoint-N then carries its diffusion_config.json (global_step N), so it
+    # decodes exactly like the final model (generate.py --checkpoint OUTPUT/checkpoint-N).
+    diffusion_config = None
+
+    def point_tensorboard_into_the_run(self) -> None:
+        """TensorBoard logs go to OUTPUT/runs/..., also for the evaluation logged before training starts
+        (stock Trainer creates its writer there at on_train_begin; an earlier log would write ./runs)."""
+        import socket
+        from datetime import datetime
+
+        from transformers.integrations import TensorBoardCallback
+
+        for callback in self.callback_handler.callbacks:
+            if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+                # the name stock Trainer gives the folder: runs/<month><day>_<time>_<host>
+                name = datetime.now().strftime("%b%d_%H-%M-%S") + "_" + socket.gethostname()
+                callback.logging_dir = os.path.join(self.args.output_dir, "runs", name)
 
     # ------------------------------------------------------------------ stages across calls
     def train(self, resume_from_checkpoint=None, **kwargs):
@@ -61,6 +79,8 @@ class LengthGroupedTrainer(Trainer):
             loss_sum = getattr(self, "_total_loss_scalar", 0.0) + (float(tr_loss) if tr_loss is not None else 0.0)
             with open(os.path.join(folder, PROGRESS_FILE), "w") as f:
                 json.dump({"stages": self._earlier_stages + [self._this_call(loss_sum)]}, f, indent=2)
+            if self.diffusion_config is not None:
+                dataclasses.replace(self.diffusion_config, global_step=self.state.global_step).save(folder)
         super()._save_checkpoint(model, trial)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import FAST, MICRO_GPT2, MICRO_MODEL, run_script, train_in_process
+from conftest import FAST, MICRO_GPT2, MICRO_MODEL, REPO, run_script, train_in_process
 from PIL import Image
 
 LEVELS = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0"]
@@ -108,6 +108,28 @@ def test_tensorboard_gets_the_per_level_scalars(micro_run):
         accumulator.Reload()
         tags |= set(accumulator.Tags()["scalars"])
     assert any(tag.endswith("loss_mask_1.0") or tag.endswith("loss_mask_0.5") for tag in tags), tags
+    # Every event file, the initial evaluation's too, lies in the run's own runs/ folder, none in the
+    # folder train.py was started from.
+    assert all(os.path.relpath(path, micro_run).startswith("runs" + os.sep) for path in event_files)
+    assert not os.path.exists(os.path.join(REPO, "runs"))
+
+
+def test_every_checkpoint_carries_its_diffusion_config(micro_run, capsys):
+    """A Trainer checkpoint decodes like the final model: it has the same diffusion_config.json."""
+    import generate
+    from diffusion.checkpoint import load_diffusion_config
+
+    final = load_diffusion_config(os.path.join(micro_run, "final-model"))
+    for name in sorted(n for n in os.listdir(micro_run) if n.startswith("checkpoint-")):
+        config = load_diffusion_config(os.path.join(micro_run, name))
+        assert config is not None and config.global_step == int(name.split("-")[1])
+        assert {**vars(config), "global_step": None} == {**vars(final), "global_step": None}
+    last = os.path.join(micro_run, "checkpoint-6")  # the final step: the same weights as final-model
+    outputs = []
+    for folder in (last, os.path.join(micro_run, "final-model")):
+        assert generate.main(["--checkpoint", folder, "--steps", "4", "--sampling", "topk", "--json"]) == 0
+        outputs.append(json.loads(capsys.readouterr().out)["samples"])
+    assert outputs[0] == outputs[1]
 
 
 def test_final_model_reloads_with_identical_logits(tokenizer, small_corpus, tmp_path):
