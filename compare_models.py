@@ -9,9 +9,9 @@
 
 Both models run on the same prompt with the same sampling flags and seed; GPT-2 generates as many
 new tokens as the diffusion model fills (in --infill mode: the rest of the template after the
-first [MASK], since it sees only the text before it).  Each side is timed on the wall clock
-(after one warm-up call each), and the timeline is cut into --num-frames equal slices: every frame
-shows both models as they stood at that moment.  It writes
+first [MASK], since it sees only the text before it).  Each side is timed on the wall clock, on
+the second of two identical runs (the first is an untimed warm-up), and the timeline is cut into
+--num-frames equal slices: every frame shows both models as they stood at that moment.  It writes
 
     comparison.gif            (--output) every frame --frame-ms long, the last held 3x
     comparison_frames/        frame_000.png ... beside the GIF, all the same size
@@ -167,9 +167,12 @@ def run(argv: list[str]) -> int:
     left = left_context(args)
     context = causal_context(gpt2_tokenizer, left)
 
-    # One warm-up call each, so neither side pays for first-call allocation in the timed run.
-    decode(model, tokenizer, prompt, DecodeOptions(steps=1))
-    generate_causal(gpt2, gpt2_tokenizer, context, 1)
+    # Warm-up: each side runs the very same generation once, untimed, so that the timed run measures
+    # generation, not start-up (first-call allocation, thread pools, lazy kernels), which on a CPU can
+    # take many times longer than the generation itself.
+    decode(model, tokenizer, prompt, options)
+    generate_causal(gpt2, gpt2_tokenizer, context, n_new, options.sampling, options.k, options.p,
+                    options.temperature, options.seed)
 
     result, step_times, d_seconds = timed_decode(model, tokenizer, prompt, options)
     causal = generate_causal(gpt2, gpt2_tokenizer, context, n_new, options.sampling, options.k, options.p,
@@ -186,9 +189,10 @@ def run(argv: list[str]) -> int:
         c_quality["judge_perplexity"] = judge_perplexity(judge_model, judge_tokenizer, [left or ""], causal.texts)
     infill = args.infill is not None
     rows = [
-        row("diffusion", masked_name, masked_why, d_seconds, result.forward_passes, sum(generated), result.texts[0],
-            d_quality, False),
-        row("gpt2", causal_name, causal_why, causal.seconds, causal.forward_passes, causal.forward_passes,
+        # tokens: the text's own, up to its end (the </s> tail is not text); infilling: the gaps filled
+        row("diffusion", masked_name, masked_why, d_seconds, result.forward_passes,
+            sum(generated) if infill else d_lengths[0], result.texts[0], d_quality, False),
+        row("gpt2", causal_name, causal_why, causal.seconds, causal.forward_passes, causal.lengths[0],
             (left + causal.texts[0] if left else causal.texts[0].strip()), c_quality, infill),
     ]
 
@@ -206,6 +210,7 @@ def run(argv: list[str]) -> int:
 
     table = {"prompt": args.prompt, "infill": args.infill, "left_context": left, "max_length": max_length,
              "options": {**vars(options), "num_frames": args.num_frames, "device": str(device)},
+             "timing": "wall clock of the second of two identical runs per model (the first is a warm-up)",
              "judge": args.judge, "rows": rows}
     frames_dir = os.path.join(out_dir, FRAMES_DIR)
     paths = write_all_or_nothing(frames, frames_dir, args.output, args.frame_ms,
@@ -213,6 +218,7 @@ def run(argv: list[str]) -> int:
 
     print()
     print_table(rows)
+    print("(each model timed on its second run of the same generation; the first, untimed, is a warm-up)")
     print()
     for r in rows:
         print(f"{r['model']}: {r['text']}")

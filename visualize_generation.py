@@ -97,7 +97,8 @@ def run(argv: list[str]) -> int:
     data.update(model=os.path.basename(os.path.normpath(checkpoint)), prefix=args.prefix, template=args.text,
                 max_length=generator.max_length, frame_ms=anim.frame_ms, settings=options.describe())
 
-    steps = [step_pieces(s["tokens"], s["masked"], s["revealed"], sample["kinds"]) for s in sample["steps"]]
+    steps = [step_pieces(s["tokens"], s["masked"], s["revealed"], sample["kinds"], tokenizer.eos_token)
+             for s in sample["steps"]]
     frames = render_frames(steps, header=options.describe(), style=Style(width=anim.width))
 
     gif_path = os.path.join(anim.output, GIF_NAME)

@@ -106,6 +106,21 @@ def test_in_process_runs_threshold_infill_and_stale_frames(checkpoint, tmp_path,
     assert "1 forward passes" in capsys.readouterr().out
 
 
+def test_the_end_of_a_text_is_one_end_mark_and_nothing_after_it():
+    tokens = ["<s>", "dog", ":", " a", " pet", "</s>", "</s>", "<mask>", "</s>", "</s>"]
+    kinds = ["special", "prefix", "prefix"] + ["generated"] * 6 + ["special"]
+    masked = [False] * 7 + [True] + [False] * 2
+    pieces = rendering.step_pieces(tokens, masked, [False] * 10, kinds, "</s>")
+    assert [(p.text, p.kind) for p in pieces] == [("dog", "prefix"), (":", "prefix"), ("a", "revealed"),
+                                                  ("pet", "revealed"), (rendering.END_TEXT, "end")]
+    # without an end token (a tokenizer with none) the pieces are drawn as they are
+    assert [p.text for p in rendering.step_pieces(tokens, masked, [False] * 10, kinds)][-3:] == ["</s>", "[MASK]", "</s>"]
+    # the bar counts the text's positions only: 2 of 2 revealed, full
+    frame = rendering.render_frame(pieces, 1, 1)
+    bar_y = rendering._header_height(rendering.Style()) - 28 - 7
+    assert frame.getpixel((960 - 36 - 10, bar_y)) == rendering.BAR_FILL
+
+
 def test_step_pieces_and_frame_pixels():
     tokens = ["<s>", "dog", ":", " a", "<mask>", "ing", "<mask>", ".", "</s>"]
     kinds = ["special", "prefix", "prefix", "generated", "generated", "generated", "generated", "generated", "special"]
@@ -194,9 +209,13 @@ def _wait(driver, condition, what: str, timeout: float = 10.0):
     return WebDriverWait(driver, timeout).until(lambda d: condition(d), message=f"waiting for {what}")
 
 
-def _expected_text(step: dict, kinds: list[str]) -> str:
+def _pieces(step: dict, kinds: list[str], eos: str = "</s>"):
+    return rendering.step_pieces(step["tokens"], step["masked"], step["revealed"], kinds, eos)
+
+
+def _expected_text(step: dict, kinds: list[str], eos: str = "</s>") -> str:
     """The text the page should show for one step: the renderer's pieces, spaces where a word starts."""
-    pieces = rendering.step_pieces(step["tokens"], step["masked"], step["revealed"], kinds)
+    pieces = _pieces(step, kinds, eos)
     return "".join((" " if p.space_before and i else "") + p.text for i, p in enumerate(pieces))
 
 
@@ -238,9 +257,9 @@ def test_viewer_in_headless_chromium(browser, animation, checkpoint, tmp_path, c
     assert len(d.find_elements(By.CSS_SELECTOR, "#tokens .mask")) == kinds.count("generated")
     for k, step in enumerate(steps):  # every step's text and classes, stepping with the arrow key
         assert title() == f"Step {k} / {last}"
-        assert el("#tokens").get_attribute("textContent") == _expected_text(step, kinds), k
-        n_new = sum(r and kind == "generated" for r, kind in zip(step["revealed"], kinds, strict=True))
-        assert len(d.find_elements(By.CSS_SELECTOR, "#tokens .new")) == n_new
+        assert el("#tokens").get_attribute("textContent") == _expected_text(step, kinds, data["eos_token"]), k
+        pieces = _pieces(step, kinds, data["eos_token"])
+        assert len(d.find_elements(By.CSS_SELECTOR, "#tokens .new")) == sum(p.kind == "new" for p in pieces)
         assert len(d.find_elements(By.CSS_SELECTOR, "#tokens .prefix")) == kinds.count("prefix")
         press(Keys.ARROW_RIGHT)
 
@@ -275,8 +294,8 @@ def test_viewer_in_headless_chromium(browser, animation, checkpoint, tmp_path, c
     assert el("#play").text == "Pause"
     _wait(d, lambda d: title() == f"Step {last} / {last}", "the replay to reach the end", timeout=15)
     press(Keys.ARROW_LEFT, Keys.ARROW_LEFT, Keys.ARROW_LEFT)  # a step with every colour, for the screenshot
-    generated = [kind == "generated" for kind in kinds]
-    revealed_share = 1 - sum(m and g for m, g in zip(steps[last - 3]["masked"], generated, strict=True)) / sum(generated)
+    shown = [p for p in _pieces(steps[last - 3], kinds, data["eos_token"]) if p.kind not in ("prefix", "end")]
+    revealed_share = 1 - sum(p.kind == "mask" for p in shown) / len(shown)
     bar_share = "const b = document.getElementById('bar-fill'); return b.getBoundingClientRect().width / b.parentNode.clientWidth"
     _wait(d, lambda d: abs(d.execute_script(bar_share) - revealed_share) < 0.01, "the blue bar to show the revealed share")
     shot = tmp_path / "viewer.png"
@@ -286,6 +305,28 @@ def test_viewer_in_headless_chromium(browser, animation, checkpoint, tmp_path, c
     press("F")
     assert not el("#grid").is_displayed()
     assert _severe(d) == []
+
+    # The end of a text: the </s> tail is one quiet end mark, not a wall of </s>, and is not counted.
+    end_dir = tmp_path / "end"
+    end_dir.mkdir()
+    shutil.copy(os.path.join(REPO, "view_animation.html"), end_dir)
+    tokens = ["<s>", "dog", ":", " a", " pet", ".", "</s>", "</s>", "</s>", "</s>"]
+    end_kinds = ["special", "prefix", "prefix"] + ["generated"] * 6 + ["special"]
+    end_steps = [{"step": k, "tokens": tokens if k else tokens[:3] + ["<mask>"] * 6 + ["</s>"],
+                  "masked": [False] * 3 + [k == 0] * 6 + [False], "revealed": [False] * 3 + [k == 1] * 6 + [False],
+                  "probs": [0.0] * 3 + [0.5 * k] * 6 + [0.0]} for k in (0, 1)]
+    end_data = {"samples": [{"text": "dog: a pet.", "steps": end_steps, "kinds": end_kinds}], "eos_token": "</s>",
+                "frame_ms": 200, "settings": "greedy"}
+    (end_dir / "animation_data.js").write_text("window.ANIMATION_DATA = " + json.dumps(end_data) + ";\n")
+    d.get((end_dir / "view_animation.html").as_uri())
+    _wait(d, lambda d: el("#viewer").is_displayed(), "the viewer with an ended text")
+    press(Keys.END)
+    text = el("#tokens").get_attribute("textContent")
+    assert text == "dog: a pet. \u220e" == _expected_text(end_steps[1], end_kinds) and "</s>" not in text
+    assert len(d.find_elements(By.CSS_SELECTOR, "#tokens .end")) == 1
+    assert el("#percent").text.endswith("(3 of 3 positions)")  # a, pet, . : the end mark and its tail are not text
+    press(Keys.HOME)
+    assert el("#percent").text.endswith("(0 of 6 positions)")
 
     # Served over HTTP, as in the guide.
     port = _free_port()

@@ -120,4 +120,5 @@ def trace_json(result: DecodeResult, tokenizer, checkpoint: str, options: Decode
             })
         samples.append({"text": text, "steps": steps})
     return {"checkpoint": checkpoint, "options": vars(options), "forward_passes": result.forward_passes,
-            "seconds": round(seconds, 3), "mask_token": tokenizer.mask_token, "samples": samples}
+            "seconds": round(seconds, 3), "mask_token": tokenizer.mask_token, "eos_token": tokenizer.eos_token,
+            "samples": samples}

@@ -96,8 +96,11 @@ def _clock(t: float, total: float) -> str:
 
 def diffusion_panel(title: str, note: str, tokenizer, trace, step_times: list[float], kinds: list[str],
                     times: list[float], row: int = 0) -> Panel:
-    """The diffusion model at each moment of ``times``: its latest finished step of ``trace`` (row ``row``)."""
-    n_generated = sum(kind == "generated" for kind in kinds)
+    """The diffusion model at each moment of ``times``: its latest finished step of ``trace`` (row ``row``).
+
+    Its status counts the text's tokens only: the generated positions before the first committed
+    ``</s>`` (the tail after it is dropped, and drawn as one end mark).
+    """
     n_steps = len(trace) - 1
     total = step_times[-1]
     frames, previous = [], 0
@@ -105,20 +108,37 @@ def diffusion_panel(title: str, note: str, tokenizer, trace, step_times: list[fl
         s = _state_at(step_times[1:], t)  # steps finished by t
         now, before = trace[s], trace[previous]
         revealed = (before.masked[row] & ~now.masked[row]).tolist()  # new since the previous frame
-        pieces = step_pieces(token_strings(tokenizer, now.ids[row].tolist()), now.masked[row].tolist(), revealed, kinds)
-        done = n_generated - int(now.masked[row].sum())
-        status = (f"{_clock(t, total)} \u00b7 step {s} / {n_steps} \u00b7 {done} / {n_generated} tokens "
+        ids, masked = now.ids[row].tolist(), now.masked[row].tolist()
+        pieces = step_pieces(token_strings(tokenizer, ids), masked, revealed, kinds, tokenizer.eos_token)
+        done, n_text = _text_counts(ids, masked, kinds, tokenizer.eos_token_id)
+        status = (f"{_clock(t, total)} \u00b7 step {s} / {n_steps} \u00b7 {done} / {n_text} tokens "
                   f"\u00b7 {s} forward passes")
-        frames.append(PanelFrame(pieces, status, done / n_generated if n_generated else 1.0))
+        frames.append(PanelFrame(pieces, status, done / n_text if n_text else 1.0))
         previous = s
     return Panel(title, note, frames)
 
 
+def _text_counts(ids: list[int], masked: list[bool], kinds: list[str], eos_id: int | None) -> tuple[int, int]:
+    """(revealed, all) generated positions of one row up to its first committed end of text."""
+    done = count = 0
+    for token, is_masked, kind in zip(ids, masked, kinds, strict=True):
+        if kind != "generated":
+            continue
+        if not is_masked and token == eos_id:
+            break
+        count += 1
+        done += not is_masked
+    return done, count
+
+
 def causal_panel(title: str, note: str, tokenizer, context: list[int], result: CausalResult, times: list[float],
                  row: int = 0) -> Panel:
-    """The causal model at each moment of ``times``: the context and the tokens drawn by then (row ``row``)."""
+    """The causal model at each moment of ``times``: the context and the tokens drawn by then (row ``row``).
+
+    Counts the text's tokens only (the end of text it draws last is not one).
+    """
     generated = result.ids[row].tolist()
-    n_total = len(generated)
+    n_total = result.lengths[row]
     special = set(tokenizer.all_special_ids)
     context_kinds = ["special" if i in special else "prefix" for i in context]
     frames, previous = [], 0
@@ -127,9 +147,9 @@ def causal_panel(title: str, note: str, tokenizer, context: list[int], result: C
         ids = context + generated[:n]
         kinds = context_kinds + ["generated"] * n
         revealed = [False] * len(context) + [previous <= j for j in range(n)]
-        pieces = step_pieces(token_strings(tokenizer, ids), [False] * len(ids), revealed, kinds)
-        status = f"{_clock(t, result.seconds)} \u00b7 {n} / {n_total} tokens \u00b7 {n} forward passes"
-        frames.append(PanelFrame(pieces, status, n / n_total if n_total else 1.0))
+        pieces = step_pieces(token_strings(tokenizer, ids), [False] * len(ids), revealed, kinds, tokenizer.eos_token)
+        status = f"{_clock(t, result.seconds)} \u00b7 {min(n, n_total)} / {n_total} tokens \u00b7 {n} forward passes"
+        frames.append(PanelFrame(pieces, status, min(n, n_total) / n_total if n_total else 1.0))
         previous = n
     return Panel(title, note, frames)
 

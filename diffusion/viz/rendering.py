@@ -27,8 +27,9 @@ from functools import cache
 from PIL import Image, ImageDraw, ImageFont
 
 MASK_TEXT = "[MASK]"
+END_TEXT = "\u220e"  # the end of a text ("end of proof"), drawn once in place of the </s> tail
 # position kinds (also the viewer's CSS classes, see view_animation.html)
-MASK, NEW, REVEALED, PREFIX = "mask", "new", "revealed", "prefix"
+MASK, NEW, REVEALED, PREFIX, END = "mask", "new", "revealed", "prefix", "end"
 
 BACKGROUND = (24, 26, 33)
 COLORS = {
@@ -36,6 +37,7 @@ COLORS = {
     REVEALED: (240, 240, 240),  # white: committed in an earlier step
     NEW: (74, 222, 128),  # green: committed in this step
     MASK: (120, 126, 138),  # grey: still masked
+    END: (98, 104, 116),  # dim: where the text ends; nothing after it is part of the text
 }
 NEW_BACKGROUND = (22, 78, 44)
 TITLE_COLOR = (250, 250, 250)
@@ -43,7 +45,7 @@ MUTED = (160, 166, 178)
 BAR_FILL = (59, 130, 246)  # blue progress bar
 BAR_TRACK = (55, 60, 72)
 LEGEND = [(PREFIX, "prompt (fixed)"), (NEW, "revealed in this step"), (REVEALED, "revealed earlier"),
-          (MASK, "still masked")]
+          (MASK, "still masked"), (END, "end of text")]
 
 
 FRAME_NAME = re.compile(r"^frame_\d{3,}\.png$")
@@ -72,13 +74,18 @@ class Piece:
     space_before: bool
 
 
-def step_pieces(tokens: list[str], masked: list[bool], revealed: list[bool], kinds: list[str]) -> list[Piece]:
+def step_pieces(tokens: list[str], masked: list[bool], revealed: list[bool], kinds: list[str],
+                end_token: str | None = None) -> list[Piece]:
     """One trace step -> the pieces to draw.
 
     tokens: the step's token strings (``token_strings``: ' word', 'ing', ...); kinds: per position
     'special' (not drawn: the template's <s> and </s>), 'prefix' (fixed text) or 'generated'.
     A byte-level BPE token that starts with a space begins a new word; a [MASK] is always a word
     of its own, so the token after it gets a space too.
+
+    ``end_token`` (the tokenizer's ``</s>``): the first generated position that holds it ends the
+    text. It is drawn once, as a quiet end mark, and nothing after it is drawn: decoding drops the
+    ``</s>`` tail (diffusion/text/tokens.py), so a picture of it would show end markers, not text.
     """
     pieces: list[Piece] = []
     after_mask = False
@@ -89,6 +96,9 @@ def step_pieces(tokens: list[str], masked: list[bool], revealed: list[bool], kin
             pieces.append(Piece(MASK_TEXT, MASK, True))
             after_mask = True
             continue
+        if kind == "generated" and end_token is not None and token == end_token:
+            pieces.append(Piece(END_TEXT, END, True))
+            break  # the rest is not part of the text
         # control characters would break the line layout; show a newline as a return arrow
         text = token.replace("\r", "").replace("\n", " \u21b5 ").replace("\t", " ")
         space = text.startswith(" ") or after_mask or not pieces
@@ -160,7 +170,7 @@ def _legend_rows(style: Style) -> list[list[tuple[str, str, float]]]:
     rows: list[list[tuple[str, str, float]]] = [[]]
     x = 0.0
     for kind, label in LEGEND:
-        w = small.getlength(MASK_TEXT if kind == MASK else "word") + 10 + small.getlength(label)
+        w = small.getlength(MASK_TEXT if kind == MASK else END_TEXT if kind == END else "word") + 10 + small.getlength(label)
         if rows[-1] and x + w > style.width - 2 * style.margin:
             rows.append([])
             x = 0.0
@@ -222,7 +232,7 @@ def render_frame(pieces: list[Piece], step: int, n_steps: int, header: str = "",
     y += style.title_size + 14
 
     # The bar: the share of generated positions revealed so far (it follows the schedule, not the step count).
-    generated = [p for p in pieces if p.kind != PREFIX]
+    generated = [p for p in pieces if p.kind not in (PREFIX, END)]  # the text's positions, up to its end
     n_masked = sum(p.kind == MASK for p in generated)
     revealed_share = 1.0 - n_masked / len(generated) if generated else 1.0
     masked_pct = round(100 * (1 - revealed_share))
@@ -250,7 +260,7 @@ def _draw_legend(draw: ImageDraw.ImageDraw, y: float, style: Style) -> None:
     for row in _legend_rows(style):
         for kind, label, x in row:
             x += style.margin
-            sample = MASK_TEXT if kind == MASK else "word"
+            sample = MASK_TEXT if kind == MASK else END_TEXT if kind == END else "word"
             w = small.getlength(sample)
             if kind == NEW:
                 draw.rounded_rectangle((x - 3, y - 2, x + w + 3, y + style.small_size + 4), radius=4, fill=NEW_BACKGROUND)
