@@ -27,7 +27,7 @@ from diffusion.checkpoint import quiet_loading  # noqa: E402
 from diffusion.cli import parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
-from diffusion.masked.unmasking import DecodeOptions, build_prompt, decode  # noqa: E402
+from diffusion.masked.unmasking import DecodeOptions, build_prompt, decode, decoding_notes  # noqa: E402
 
 
 @dataclass
@@ -51,6 +51,8 @@ def run(argv: list[str]) -> int:
     model.to(pick_device(args.device))
     prompt = build_prompt(tokenizer, prefix=args.prefix, text=args.text, max_length=generator.max_length,
                           num_samples=out.num_samples)
+    for note in decoding_notes(options, int(prompt.generate[0].sum()), out.num_samples):
+        print(note, file=sys.stderr)
     started = time.perf_counter()
     result = decode(model, tokenizer, prompt, options)
     seconds = time.perf_counter() - started

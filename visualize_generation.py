@@ -32,7 +32,7 @@ from diffusion.checkpoint import quiet_loading  # noqa: E402
 from diffusion.cli import parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
-from diffusion.masked.unmasking import DecodeOptions, build_prompt, decode  # noqa: E402
+from diffusion.masked.unmasking import DecodeOptions, build_prompt, decode, decoding_notes  # noqa: E402
 from diffusion.viz.rendering import (  # noqa: E402
     Style,
     check_writable,
@@ -86,6 +86,8 @@ def run(argv: list[str]) -> int:
     model, tokenizer, checkpoint = generator.model, generator.tokenizer, generator.checkpoint
     model.to(pick_device(args.device))
     prompt = build_prompt(tokenizer, prefix=args.prefix, text=args.text, max_length=generator.max_length, num_samples=1)
+    for note in decoding_notes(options, int(prompt.generate[0].sum()), 1):
+        print(note, file=sys.stderr)
     started = time.perf_counter()
     result = decode(model, tokenizer, prompt, options)
     seconds = time.perf_counter() - started

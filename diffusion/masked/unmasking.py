@@ -116,6 +116,44 @@ class DecodeOptions(SamplingOptions):
         return f"{super().describe()}, {self.schedule} schedule, {self.steps} steps{extra}"
 
 
+def decoding_notes(options: DecodeOptions, n_positions: int, num_samples: int = 1) -> list[str]:
+    """Flags that cannot change anything with the others, as one 'note: ...' line each (said once per run).
+
+    n_positions: the positions to generate per sequence.
+    """
+    defaults = DecodeOptions()
+    greedy = options.sampling == "greedy" or options.temperature == 0
+    notes = []
+    if options.sampling == "greedy" and options.temperature != defaults.temperature:
+        notes.append(f"note: --temperature {options.temperature} has no effect with --sampling greedy "
+                     f"(use --sampling topk or nucleus)")
+    if options.sampling != "topk" and options.k != defaults.k:
+        notes.append(f"note: --k {options.k} has no effect without --sampling topk")
+    if options.sampling != "nucleus" and options.p != defaults.p:
+        notes.append(f"note: --p {options.p} has no effect without --sampling nucleus")
+    if greedy and num_samples > 1 and options.remasking == "low-confidence":
+        notes.append("note: greedy decoding gives every sample the same text; --sampling topk or nucleus gives "
+                     "different ones")
+    if options.schedule != defaults.schedule and n_positions > 0:
+        # The same masked counts per step as the default schedule in every block: nothing changes.
+        width = options.block_length or n_positions
+        widths = [min(width, n_positions - start) for start in range(0, n_positions, width)]
+        per_block = _split_steps(options.steps, len(widths))
+
+        def counts(schedule: str) -> list[list[int]]:
+            return [schedules.masked_counts(schedule, min(steps, w), w) for steps, w in zip(per_block, widths, strict=True)]
+
+        if counts(options.schedule) == counts(defaults.schedule):
+            one_each = all(steps >= w for steps, w in zip(per_block, widths, strict=True))
+            larger = " or a larger --block-length" if options.block_length else ""
+            fix = (f"every step reveals one position: fewer --steps{larger} let it differ" if one_each
+                   else "give more --steps to see it differ")
+            notes.append(f"note: --schedule {options.schedule} reveals the same number of positions per step as "
+                         f"{defaults.schedule} here ({options.steps} steps over {len(widths)} block(s) of up to "
+                         f"{width} positions); {fix}")
+    return notes
+
+
 @dataclass
 class Prompt:
     input_ids: torch.Tensor  # (B, L) long; positions to generate hold the mask id
