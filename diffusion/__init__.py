@@ -6,6 +6,7 @@ One room per kind of diffusion, over a shared core (read the core first):
     checkpoint.py   the typed, versioned diffusion_config.json; loading a checkpoint by its objective;
                     the usable length of a model; which folder a script uses when none is given
     training.py     Trainer parts every objective shares: length-grouped batches, one-line logs
+    runs.py         the output folder: nothing lost on --overwrite-output-dir, --resume from a complete checkpoint
     cli.py          argument parsing shared by every script (HfArgumentParser, one-line errors)
     paths.py        where the bundled corpus, tokenizer and models lie, where the quick test writes
     hub.py          the Hugging Face Hub probe: offline in one line instead of minutes of retries
