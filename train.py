@@ -96,7 +96,7 @@ def run(argv: list[str]) -> int:
     is_main = training_args.process_index == 0
     for note in restore_interrupted_overwrite(output_dir) if is_main else []:
         print(note, file=sys.stderr)
-    resume_from, notes = check_output_dir(output_dir, run_args.overwrite_output_dir, run_args.resume)
+    resume_from, notes = check_output_dir(output_dir, run_args.overwrite_output_dir, run_args.resume, is_main)
     for note in notes if is_main else []:
         print(note, file=sys.stderr)
     set_seed(training_args.seed)

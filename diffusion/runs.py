@@ -127,7 +127,7 @@ def set_incomplete_aside(output_dir: str, skipped: list[tuple[str, str]]) -> lis
 
 
 # ------------------------------------------------------------------------------- the output folder
-def check_output_dir(output_dir: str, overwrite: bool, resume: bool) -> tuple[str | None, list[str]]:
+def check_output_dir(output_dir: str, overwrite: bool, resume: bool, main_process: bool = True) -> tuple[str | None, list[str]]:
     """Refuse to write over an earlier run; (the checkpoint to resume from or None, notes to print).
 
     Call :func:`restore_interrupted_overwrite` first, so that the folder holds what the user had.
@@ -138,7 +138,8 @@ def check_output_dir(output_dir: str, overwrite: bool, resume: bool) -> tuple[st
         if last is None:
             why = f"; incomplete: {'; '.join(f'{n}: {p}' for n, p in skipped)}" if skipped else ""
             raise RunError(f"--resume: no checkpoint in {output_dir!r} to resume from{why}")
-        return last, notes + set_incomplete_aside(output_dir, skipped)
+        # Only one process renames (the others of a DDP run resume from the same complete checkpoint).
+        return last, notes + (set_incomplete_aside(output_dir, skipped) if main_process else [])
     found = existing_run(output_dir)
     if found and not overwrite:
         shown = ", ".join(found[:4]) + (", ..." if len(found) > 4 else "")
