@@ -111,7 +111,7 @@ def run(argv: list[str]) -> int:
 
     # ---- the data's source is checked before any weights load (quietly); the model before the
     # data is tokenised, so that a bad --model fails fast too -------------------------------
-    check_data_source(data_args.dataset, data_args.data_dir, data_args.extension_list())
+    data_source = check_data_source(data_args.dataset, data_args.data_dir, data_args.extension_list())
 
     # ---- model ---------------------------------------------------------------------------
     if model_args.model is not None:
@@ -137,7 +137,7 @@ def run(argv: list[str]) -> int:
     # ---- data -------------------------------------------------------------------------
     with training_args.main_process_first(desc="loading and tokenising the dataset"):
         raw = load_raw_datasets(data_args.dataset, data_args.dataset_config, data_args.data_dir,
-                                data_args.extension_list(), data_args.validation_split_percentage)
+                                data_args.extension_list(), data_args.validation_split_percentage, source=data_source)
         data = tokenize_datasets(raw, tokenizer, data_args.text_column, data_args.max_length,
                                  data_args.packing, data_args.preprocessing_num_workers)
     train_set, eval_set = data["train"], data["validation"]

@@ -92,9 +92,13 @@ def check_data_source(dataset: str, data_dir: str | None = None, extensions: lis
 
 def load_raw_datasets(dataset: str, dataset_config: str | None = None, data_dir: str | None = None,
                       extensions: list[str] | None = None, validation_split_percentage: float = 2.0,
-                      cache_dir: str | None = None) -> DatasetDict:
-    """Raw text as a DatasetDict with ``train`` and ``validation`` splits."""
-    kind, files = check_data_source(dataset, data_dir, extensions)
+                      cache_dir: str | None = None, source: tuple | None = None) -> DatasetDict:
+    """Raw text as a DatasetDict with ``train`` and ``validation`` splits.
+
+    ``source``: what ``check_data_source`` returned for these arguments, when the caller checked
+    them already (train.py does, before the model loads): local files are then not read twice.
+    """
+    kind, files = source if source is not None else check_data_source(dataset, data_dir, extensions)
     if kind == "code":
         # The "text" builder with sample_by="document" makes each whole file one example.
         raw = load_dataset("text", data_files={"train": files}, sample_by="document", cache_dir=cache_dir)
