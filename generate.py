@@ -5,7 +5,7 @@
     python generate.py --sampling topk --k 50 --temperature 0.7 --num-samples 5
     python generate.py --sampling nucleus --p 0.9
     python generate.py --text "dog: a [MASK] [MASK] of the genus Canis." --show-steps
-    python generate.py --threshold 0.9 --json            # parallel decoding, machine-readable trace
+    python generate.py --steps 16 --threshold 0 --json  # exactly 16 passes, machine-readable trace
 
 The decoder and its flags live in diffusion/masked/unmasking.py, the schedules in
 diffusion/schedules.py, the token sampling in diffusion/text/sampling.py, loading the model in

@@ -93,9 +93,10 @@ def run(argv: list[str]) -> int:
     prompt = held_out_prompts(tokenizer, args.samples, args.prompt_tokens, args.generated)
     steps = [s for s in STEPS if s <= args.generated] + ([args.generated] if args.generated < max(STEPS) else [])
     blocks = generator.block_length  # as in generate.py; with B-position blocks every block takes at least one pass
-    settings = [(f"{s} step{'s' if s > 1 else ''}", DecodeOptions(steps=s, block_length=blocks)) for s in steps]
+    plain = dict(sampling="greedy", block_length=blocks)  # the same settings as before the defaults changed
+    settings = [(f"{s} step{'s' if s > 1 else ''}", DecodeOptions(steps=s, threshold=0, **plain)) for s in steps]
     settings.append((f"threshold {args.threshold}",
-                     DecodeOptions(steps=max(steps), threshold=args.threshold, block_length=blocks)))
+                     DecodeOptions(steps=max(steps), threshold=args.threshold, **plain)))
 
     decode(model, tokenizer, prompt, DecodeOptions(steps=2))  # warm-up
     rows = []

@@ -56,13 +56,6 @@ METRIC_MODULE = os.path.join(REPO_ROOT, "diffusion", "text", "text_diversity")
 
 
 @dataclass
-class BenchmarkSampling(SamplingOptions):
-    """The shared sampling flags, nucleus by default here: greedy would give every sample of a prompt the same text."""
-
-    sampling: str = field(default="nucleus", metadata={"help": "greedy | topk | nucleus, for every generator."})
-
-
-@dataclass
 class QualityArguments:
     """The benchmark's own flags (token sampling for every generator: diffusion/text/sampling.py's SamplingOptions)."""
 
@@ -111,7 +104,8 @@ class QualityArguments:
         for steps in self.steps:
             for schedule in self.schedules:
                 for remasking in self.remasking:
-                    DecodeOptions(steps=steps, schedule=schedule, remasking=remasking, block_length=self.block_length)
+                    DecodeOptions(steps=steps, schedule=schedule, remasking=remasking, threshold=0,
+                                  block_length=self.block_length)
         if self.threshold is not None:
             DecodeOptions(threshold=self.threshold)
 
@@ -126,7 +120,7 @@ def diffusion_settings(args: QualityArguments, sampling: SamplingOptions) -> lis
             for remasking in args.remasking:
                 out.append((f"{s} steps, {schedule}, {remasking}{blocks}",
                             dict(steps=s, schedule=schedule, remasking=remasking, threshold=None),
-                            DecodeOptions(steps=s, schedule=schedule, remasking=remasking, **common)))
+                            DecodeOptions(steps=s, schedule=schedule, remasking=remasking, threshold=0, **common)))
     if args.threshold is not None:
         s = max(steps)
         out.append((f"threshold {args.threshold} (<= {s} steps), linear, low-confidence{blocks}",
@@ -144,7 +138,7 @@ def score(metric, judge, prompts: list[str], texts: list[str], lengths: list[int
 
 
 def run(argv: list[str]) -> int:
-    args, sampling = parse_args((QualityArguments, BenchmarkSampling), argv)
+    args, sampling = parse_args((QualityArguments, SamplingOptions), argv)
     masked_name, masked_why = resolve_model(args.roberta_checkpoint, "--roberta-checkpoint", "masked")
     causal_name, causal_why = resolve_model(args.gpt2_checkpoint, "--gpt2-checkpoint", "causal", " (or gpt2, with internet)")
     if args.judge:

@@ -123,22 +123,23 @@ def test_a_missing_model_folder_lists_the_folders_that_hold_one(tmp_path):
 def test_flags_that_cannot_have_an_effect_say_so_once():
     from diffusion.masked.unmasking import DecodeOptions, decoding_notes
 
-    assert decoding_notes(DecodeOptions(), 62, 1) == []
-    notes = decoding_notes(DecodeOptions(temperature=0.7), 62, 3)
+    assert decoding_notes(DecodeOptions(), 62, 3) == []  # the defaults: nucleus, distinct samples
+    notes = decoding_notes(DecodeOptions(sampling="greedy", temperature=0.7), 62, 3)
     assert len(notes) == 2 and "--temperature 0.7 has no effect with --sampling greedy" in notes[0]
     assert "same text" in notes[1]
     assert decoding_notes(DecodeOptions(sampling="topk", temperature=0.7), 62, 3) == []
     assert "--p 0.5 has no effect" in decoding_notes(DecodeOptions(sampling="topk", p=0.5), 62)[0]
     # 10 steps over 8 blocks of 8: 2 steps or 1 per block, and cosine keeps the same counts as linear
-    assert "reveals the same number" in decoding_notes(DecodeOptions(schedule="cosine", block_length=8), 62)[0]
+    assert "reveals the same number" in decoding_notes(DecodeOptions(schedule="cosine", steps=10, block_length=8), 62)[0]
     assert decoding_notes(DecodeOptions(schedule="cosine", steps=32, block_length=8, sampling="topk"), 62) == []
-    one_each = decoding_notes(DecodeOptions(schedule="exponential", steps=64, block_length=8, sampling="topk"), 62)
+    # the default steps (one per position) reveal one position per step under every schedule
+    one_each = decoding_notes(DecodeOptions(schedule="exponential", block_length=8), 62)
     assert "every step reveals one position" in one_each[0]
 
 
 def test_generate_prints_each_note_once(checkpoint, capsys):
     import generate
 
-    assert generate.main(["--checkpoint", checkpoint, "--temperature", "0.7", "--steps", "2"]) == 0
+    assert generate.main(["--checkpoint", checkpoint, "--sampling", "greedy", "--temperature", "0.7", "--steps", "2"]) == 0
     err = capsys.readouterr().err
     assert err.count("--temperature 0.7 has no effect") == 1 and err.count("same text") == 1

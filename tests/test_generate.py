@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from types import SimpleNamespace
 
@@ -13,6 +15,7 @@ from conftest import run_script
 import generate
 from diffusion.checkpoint import DEFAULT_MODELS
 from diffusion.masked.unmasking import DecodeOptions, build_prompt, decode
+from diffusion.paths import BUNDLED_MASKED_MODEL
 from diffusion.text.models import build_model
 from diffusion.text.sampling import sample_tokens
 from diffusion.text.tokens import decode_text
@@ -26,7 +29,10 @@ def model(checkpoint):
 
 
 def run(model, tokenizer, prefix=None, text=None, max_length=24, num_samples=3, **options):
+    """Decode with greedy sampling and no --threshold unless asked: the invariants below are about the
+    schedule and the remasking rule, which the defaults (nucleus, threshold 0.9) would blur."""
     prompt = build_prompt(tokenizer, prefix=prefix, text=text, max_length=max_length, num_samples=num_samples)
+    options = {"sampling": "greedy", "threshold": 0, **options}
     return prompt, decode(model, tokenizer, prompt, DecodeOptions(**options))
 
 
@@ -138,6 +144,29 @@ class SureModel(torch.nn.Module):
         return SimpleNamespace(logits=logits)
 
 
+def test_defaults_nucleus_one_step_per_position_and_threshold():
+    """The defaults chosen by docs/BENCHMARKS.md's judged table, and what turns each off."""
+    options = DecodeOptions()
+    assert (options.sampling, options.p, options.steps, options.commit_threshold) == ("nucleus", 0.9, None, 0.9)
+    assert options.total_steps(62) == 62 and DecodeOptions(steps=10).total_steps(62) == 10
+    assert DecodeOptions(threshold=0).commit_threshold is None
+    assert DecodeOptions(refine=True).commit_threshold is None  # refine may change tokens: no threshold
+    assert DecodeOptions(remasking="random").commit_threshold is None
+    assert DecodeOptions(threshold=0.5, remasking="random").commit_threshold == 0.5
+    assert options.describe() == "nucleus p=0.9, linear schedule, one step per position, threshold 0.9"
+    with pytest.raises(ValueError, match="cannot be combined with --refine"):
+        DecodeOptions(refine=True, threshold=0.9)
+
+
+def test_default_steps_give_every_block_one_step_per_position(model, tokenizer):
+    # 22 generated positions in blocks of 8, 8, 6: 22 passes, one position each, whatever the schedule
+    prompt = build_prompt(tokenizer, max_length=24, num_samples=2)
+    result = decode(model, tokenizer, prompt, DecodeOptions(threshold=0, block_length=8, schedule="cosine", seed=1))
+    assert result.forward_passes == 22
+    assert all(int(step.revealed[0].sum()) == 1 for step in result.trace[1:])
+    assert result.texts[0] != result.texts[1]  # nucleus: the two samples differ
+
+
 def test_threshold_stops_once_every_text_has_ended(tokenizer):
     """Columns 1-5 are text, the model is sure of </s> from column 6: with --threshold the decoder
     stops after the block holding the end and fills the tail with </s>, without more passes."""
@@ -145,7 +174,7 @@ def test_threshold_stops_once_every_text_has_ended(tokenizer):
     sure = SureModel(len(tokenizer), word, tokenizer.eos_token_id, end=6)
     prompt = build_prompt(tokenizer, max_length=30, num_samples=2)  # 28 generated positions, columns 1-28
     fast = decode(sure, tokenizer, prompt, DecodeOptions(steps=28, threshold=0.9, block_length=4))
-    slow = decode(sure, tokenizer, prompt, DecodeOptions(steps=28, block_length=4))
+    slow = decode(sure, tokenizer, prompt, DecodeOptions(steps=28, threshold=0, block_length=4))
     assert fast.forward_passes == 2 and slow.forward_passes == 28  # blocks 1-4 and 5-8, then done
     assert fast.texts == slow.texts == ["dog dog dog dog dog"] * 2
     assert torch.equal(fast.ids, slow.ids)
@@ -232,14 +261,21 @@ SEED_COMMANDS = [  # the generate commands of the original README, run from a fo
 
 
 @pytest.mark.parametrize("argv", SEED_COMMANDS, ids=lambda a: " ".join(a))
-def test_original_readme_commands(argv, checkpoint, tmp_path, monkeypatch, capsys):
+def test_original_readme_commands(argv, tmp_path, monkeypatch, capsys):
+    """Typed verbatim where results/final-model is the bundled base: three different definition-like
+    texts (a word, a colon, a gloss), except greedy, which says once that its samples are the same."""
     (tmp_path / "results").mkdir()
-    (tmp_path / "results" / "final-model").symlink_to(checkpoint)
+    (tmp_path / "results" / "final-model").symlink_to(os.path.abspath(BUNDLED_MASKED_MODEL))
     monkeypatch.chdir(tmp_path)
     assert generate.main(argv) == 0
-    out = capsys.readouterr().out
-    assert "model: results/final-model" in out
-    assert all(f"[{i}] " in out for i in (1, 2, 3))
+    captured = capsys.readouterr()
+    assert "model: results/final-model" in captured.out
+    texts = re.findall(r"^\[\d\] (.*)$", captured.out, flags=re.MULTILINE)
+    assert len(texts) == 3 and all(re.match(r"^\S+(?: \S+)*: \S", text) for text in texts), texts
+    if "greedy" in argv:
+        assert len(set(texts)) == 1 and captured.err.count("every sample the same text") == 1
+    else:
+        assert len(set(texts)) == 3, texts
 
 
 def _error(capsys, argv, *needles):

@@ -21,7 +21,8 @@ from diffusion.viz import rendering
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver")
 # The flags of the shared run: 22 generated positions, top-k so the micro model's choices vary.
-FLAGS = ["--prefix", "dog:", "--max-length", "24", "--steps", "6", "--sampling", "topk", "--k", "20", "--seed", "3"]
+FLAGS = ["--prefix", "dog:", "--max-length", "24", "--steps", "6", "--threshold", "0", "--sampling", "topk", "--k", "20",
+         "--seed", "3"]
 
 
 @pytest.fixture(scope="module")

@@ -119,6 +119,9 @@ def trace_json(result: DecodeResult, tokenizer, checkpoint: str, options: Decode
                 "probs": [round(p, 4) for p in step.probs[b].tolist()],
             })
         samples.append({"text": text, "steps": steps})
-    return {"checkpoint": checkpoint, "options": vars(options), "forward_passes": result.forward_passes,
+    n_positions = int(result.generate.sum(dim=1).max()) if result.generate.any() else 0
+    # The values in effect: a default --steps / --threshold resolved to what the decoder used.
+    effective = {**vars(options), "steps": options.total_steps(n_positions), "threshold": options.commit_threshold}
+    return {"checkpoint": checkpoint, "options": effective, "forward_passes": result.forward_passes,
             "seconds": round(seconds, 3), "mask_token": tokenizer.mask_token, "eos_token": tokenizer.eos_token,
             "samples": samples}

@@ -10,9 +10,9 @@ at t_k = 1 - k/N); *which* ones are committed is the remasking rule:
 * ``random``: commit a random subset (the reverse process of absorbing-state D3PM / MDLM);
 * ``refine``: the original RoBERTa-diffusion recipe: every step re-predicts *all* generated
   positions and re-masks the least confident ones, so committed tokens can still change;
-* ``threshold=P``: also commit every prediction whose probability exceeds P, so confident
-  stretches are decoded in parallel and the loop may end in fewer forward passes than steps
-  (Fast-dLLM, Wu et al. 2025); at least one position is committed per step.  It also stops as
+* ``threshold=P`` (default 0.9 with low-confidence remasking, ``0`` for none): also commit every
+  prediction whose probability exceeds P, so confident stretches are decoded in parallel and the
+  loop may end in fewer forward passes than steps (Fast-dLLM, Wu et al. 2025); at least one position is committed per step.  It also stops as
   soon as every text is complete (a committed ``</s>`` with nothing masked before it): what
   follows the first ``</s>`` is dropped anyway, so the rest is filled with ``</s>`` unseen;
 * ``block_length=B``: semi-autoregressive decoding, blocks of B positions left to right, each
@@ -48,6 +48,10 @@ REMASKING_RULES = ("low-confidence", "random")
 # Block length used when none is asked for and the model was trained with --eos-padding: of 8, 16
 # and 32 on the bundled model, only 8 kept texts at the corpus's length (docs/BENCHMARKS.md).
 EOS_PADDED_BLOCK_LENGTH = 8
+# The default --threshold (with low-confidence remasking): on the bundled model it gave the judge
+# perplexity of one step per position (56.5 against 62.7) with a quarter of the forward passes
+# (16.2 against 64 per prompt), docs/BENCHMARKS.md "Diffusion against GPT-2".
+DEFAULT_THRESHOLD = 0.9
 
 
 def check_block_length(block_length: int | None) -> None:
@@ -68,7 +72,12 @@ def resolve_block_length(requested: int | None, diffusion_config: DiffusionConfi
 class DecodeOptions(SamplingOptions):
     """How the decoder unmasks; the decoding flags of every script (token sampling: SamplingOptions)."""
 
-    steps: int = field(default=10, metadata={"help": "Denoising steps (forward passes; fewer with --threshold)."})
+    steps: int | None = field(
+        default=None,
+        metadata={"help": "Denoising steps in all, shared among the blocks (forward passes; fewer with --threshold). "
+                  "Default: one per generated position, the best text measured (docs/BENCHMARKS.md); fewer steps "
+                  "commit several positions per pass and write worse text."},
+    )
     schedule: str = field(
         default="linear",
         metadata={"help": f"How many positions stay masked after each step: {', '.join(schedules.available_schedules())}."},
@@ -84,7 +93,10 @@ class DecodeOptions(SamplingOptions):
     )
     threshold: float | None = field(
         default=None,
-        metadata={"help": "Also commit every prediction with probability above this (parallel decoding, Fast-dLLM)."},
+        metadata={"help": "Also commit every prediction with probability above this, and stop once every text has "
+                  f"ended (parallel decoding, Fast-dLLM). Default: {DEFAULT_THRESHOLD} with low-confidence remasking "
+                  "(the same quality as one step per position at a quarter of the passes, docs/BENCHMARKS.md), "
+                  "none with --remasking random or --refine; 0 turns it off."},
     )
     block_length: int | None = field(
         default=None,
@@ -95,25 +107,37 @@ class DecodeOptions(SamplingOptions):
 
     def __post_init__(self) -> None:
         super().__post_init__()  # --sampling, --k, --p, --temperature
-        if self.steps < 1:
+        if self.steps is not None and self.steps < 1:
             raise ValueError(f"--steps must be at least 1, got {self.steps}")
         schedules.get_schedule(self.schedule)
         if self.remasking not in REMASKING_RULES:
             raise ValueError(f"--remasking must be one of {', '.join(REMASKING_RULES)}, got {self.remasking!r}")
         if self.threshold is not None:
-            if not 0.0 < self.threshold < 1.0:
-                raise ValueError(f"--threshold must lie in (0, 1), got {self.threshold}")
-            if self.refine:
+            if not 0.0 <= self.threshold < 1.0:
+                raise ValueError(f"--threshold must lie in (0, 1), or be 0 for none, got {self.threshold}")
+            if self.refine and self.threshold:
                 raise ValueError("--threshold commits tokens for good; it cannot be combined with --refine")
         check_block_length(self.block_length)
+
+    @property
+    def commit_threshold(self) -> float | None:
+        """The --threshold in effect: as given (0: none), else DEFAULT_THRESHOLD for low-confidence remasking."""
+        if self.threshold is None:
+            return DEFAULT_THRESHOLD if self.remasking == "low-confidence" and not self.refine else None
+        return self.threshold or None
+
+    def total_steps(self, n_positions: int) -> int:
+        """--steps, or one step per generated position (n_positions per sequence) when not given."""
+        return self.steps or max(1, n_positions)
 
     def describe(self) -> str:
         """'top-k 50, linear schedule, 32 steps, blocks of 8': the settings as one line (frames, viewer, logs)."""
         extra = "".join([f", {self.remasking} remasking" if self.remasking != "low-confidence" else "",
                          ", refine" if self.refine else "",
-                         f", threshold {self.threshold}" if self.threshold else "",
+                         f", threshold {self.commit_threshold}" if self.commit_threshold else "",
                          f", blocks of {self.block_length}" if self.block_length else ""])
-        return f"{super().describe()}, {self.schedule} schedule, {self.steps} steps{extra}"
+        steps = f"{self.steps} steps" if self.steps else "one step per position"
+        return f"{super().describe()}, {self.schedule} schedule, {steps}{extra}"
 
 
 def decoding_notes(options: DecodeOptions, n_positions: int, num_samples: int = 1) -> list[str]:
@@ -138,7 +162,8 @@ def decoding_notes(options: DecodeOptions, n_positions: int, num_samples: int = 
         # The same masked counts per step as the default schedule in every block: nothing changes.
         width = options.block_length or n_positions
         widths = [min(width, n_positions - start) for start in range(0, n_positions, width)]
-        per_block = _split_steps(options.steps, len(widths))
+        total = options.total_steps(n_positions)
+        per_block = _steps_per_block(options.steps, widths)
 
         def counts(schedule: str) -> list[list[int]]:
             return [schedules.masked_counts(schedule, min(steps, w), w) for steps, w in zip(per_block, widths, strict=True)]
@@ -149,7 +174,7 @@ def decoding_notes(options: DecodeOptions, n_positions: int, num_samples: int = 
             fix = (f"every step reveals one position: fewer --steps{larger} let it differ" if one_each
                    else "give more --steps to see it differ")
             notes.append(f"note: --schedule {options.schedule} reveals the same number of positions per step as "
-                         f"{defaults.schedule} here ({options.steps} steps over {len(widths)} block(s) of up to "
+                         f"{defaults.schedule} here ({total} steps over {len(widths)} block(s) of up to "
                          f"{width} positions); {fix}")
     return notes
 
@@ -229,6 +254,11 @@ def _split_steps(total: int, n_blocks: int) -> list[int]:
     return [max(1, base + (1 if b < extra else 0)) for b in range(n_blocks)]
 
 
+def _steps_per_block(steps: int | None, widths: list[int]) -> list[int]:
+    """The steps of each block: --steps shared among them, or (not given) one per position of each."""
+    return list(widths) if steps is None else _split_steps(steps, max(1, len(widths)))
+
+
 def _masked_counts(schedule: str, n_steps: int, n_positions: list[int]) -> torch.Tensor:
     """(B, n_steps) long: how many of row b's positions are still masked after step k.
 
@@ -265,8 +295,10 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
     trace = [Step(x.cpu().clone(), (x == mask_id).cpu(), zeros_b, torch.zeros(x.shape))]
     passes = 0
 
+    threshold = options.commit_threshold
     blocks = _blocks(generate, options.block_length)
-    for (start, end), block_steps in zip(blocks, _split_steps(options.steps, max(1, len(blocks))), strict=False):
+    per_block = _steps_per_block(options.steps, [end - start for start, end in blocks])
+    for (start, end), block_steps in zip(blocks, per_block, strict=False):
         in_block = generate.clone()
         in_block[:, :start] = False
         in_block[:, end:] = False
@@ -302,8 +334,8 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
             else:
                 n_commit = (masked_now & in_block).sum(dim=1) - counts[:, k]
                 commit = _top_n(order, predict_at, n_commit.clamp_min(0))
-                if options.threshold is not None:
-                    commit |= predict_at & (confidence > options.threshold)
+                if threshold is not None:
+                    commit |= predict_at & (confidence > threshold)
                     # at least one position per step for every row that still has masks
                     best = _top_n(confidence, predict_at, torch.ones_like(n_commit))
                     none = ~commit.any(dim=1, keepdim=True)
@@ -314,10 +346,10 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
             x = new_x
             trace.append(Step(x.cpu().clone(), (x == mask_id).cpu(), revealed.cpu(),
                               torch.where(revealed, confidence, torch.zeros_like(confidence)).cpu()))
-            if options.threshold is not None and (not (in_block & (x == mask_id)).any()
+            if threshold is not None and (not (in_block & (x == mask_id)).any()
                                                   or _texts_complete(x, generate, mask_id, tokenizer.eos_token_id)):
                 break  # this block (or every text) is done early: the saving of parallel decoding
-        if options.threshold is not None and _texts_complete(x, generate, mask_id, tokenizer.eos_token_id):
+        if threshold is not None and _texts_complete(x, generate, mask_id, tokenizer.eos_token_id):
             # Every text has ended: fill what is left with </s> (it is dropped) and skip the passes.
             tail = generate & (x == mask_id)
             x = x.masked_fill(tail, tokenizer.eos_token_id)

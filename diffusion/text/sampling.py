@@ -41,7 +41,11 @@ def check_sampling_args(method: str, k: int, p: float, temperature: float) -> No
 class SamplingOptions:
     """How a token is drawn from a model's logits; the flags of every generating script."""
 
-    sampling: str = field(default="greedy", metadata={"help": "greedy | topk | nucleus"})
+    sampling: str = field(
+        default="nucleus",
+        metadata={"help": "greedy | topk | nucleus. Default nucleus (p=0.9): the lowest judge perplexity measured at "
+                  "distinct samples (docs/BENCHMARKS.md); greedy gives every sample the same text."},
+    )
     k: int = field(default=50, metadata={"help": "Candidates for --sampling topk."})
     p: float = field(default=0.9, metadata={"help": "Probability mass for --sampling nucleus, in (0, 1]."})
     temperature: float = field(default=1.0, metadata={"help": "Softmax temperature (0 = greedy)."})
