@@ -74,17 +74,29 @@ def save_final_model(trainer: Trainer, output_dir: str, diffusion_config: Diffus
 
 
 def level_table(before: dict[str, float] | None, after: dict[str, float], levels, prefix_before="initial") -> str:
-    lines = ["mask level | loss before | loss after | accuracy before | accuracy after",
-             "---------- | ----------- | ---------- | --------------- | --------------"]
+    lines = ["mask level | loss before | loss after | change | accuracy before | accuracy after",
+             "---------- | ----------- | ---------- | ------ | --------------- | --------------"]
     for level in levels:
         key = format_level(level)
         b_loss = before.get(f"{prefix_before}_loss_mask_{key}") if before else None
         b_acc = before.get(f"{prefix_before}_acc_mask_{key}") if before else None
+        a_loss = after[f"eval_loss_mask_{key}"]
+        change = f"{a_loss - b_loss:+.3f}" if b_loss is not None else "-"
         b_loss = f"{b_loss:.3f}" if b_loss is not None else "-"
         b_acc = f"{b_acc:.3f}" if b_acc is not None else "-"
-        lines.append(f"{key:>10} | {b_loss:>11} | {after[f'eval_loss_mask_{key}']:10.3f} | "
+        lines.append(f"{key:>10} | {b_loss:>11} | {a_loss:10.3f} | {change:>6} | "
                      f"{b_acc:>15} | {after[f'eval_acc_mask_{key}']:14.3f}")
     return "\n".join(lines)
+
+
+def loss_note(eos_padding: bool, n_eval: int) -> str:
+    """Why the training curves and the held-out numbers differ (under loss_curves.png and the table)."""
+    held_out = f"the held-out loss scores text tokens of {n_eval:,} validation documents, with fixed masks"
+    if eos_padding:
+        return ("Training loss also counts the </s> padding that --eos-padding makes a target (easy once the end "
+                f"of the text is known), and is a mean over this run's batches; {held_out}, so it lies higher.")
+    return (f"Training loss is a mean over this run's batches while the model changes (noisy: batches grouped by "
+            f"length differ in difficulty); {held_out}.")
 
 
 def run(argv: list[str]) -> int:
@@ -232,12 +244,16 @@ def run(argv: list[str]) -> int:
     }
     with open(os.path.join(output_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    plot_path = plot_loss_curves(trainer.state.log_history, os.path.join(output_dir, "loss_curves.png"))
+    note = loss_note(diff_args.eos_padding, len(eval_set)) if model_args.objective == "masked" else None
+    # Trainer.train() starts a fresh log history, so the evaluation before training is added back as step 0.
+    history = ([{"step": 0, **before}] if before else []) + trainer.state.log_history
+    plot_path = plot_loss_curves(history, os.path.join(output_dir, "loss_curves.png"), note)
 
     print()
     if model_args.objective == "masked":
         print(f"Held-out loss and masked-token accuracy per masking level ({len(eval_set)} validation examples):")
         print(level_table(before, after, diff_args.eval_mask_levels or diff_args.mask_levels))
+        print(note)
     else:
         line = f"Held-out loss {after['eval_loss']:.3f}, perplexity {after['eval_perplexity']:.1f}"
         if before:

@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             # --from-scratch: the tiny preset from a seeded random init (the same weights on both paths)
             "--quick-test", "--from-scratch", "--output_dir", scratch, "--max-length", str(args.max_length),
             "--per_device_train_batch_size", str(args.batch_size), "--max_steps", str(total_steps),
-            "--seed", str(args.seed), "--save_strategy", "no", "--report_to", "none", "--disable_tqdm", "true",
+            "--seed", str(args.seed), "--save_strategy", "no", "--eval_strategy", "no", "--report_to", "none",
+            "--disable_tqdm", "true",
             "--logging_strategy", "steps" if args.logging_steps else "no",
             "--logging_steps", str(max(args.logging_steps, 1)), "--loss_weighting", "none",
         ])

@@ -22,7 +22,7 @@ import os
 from dataclasses import asdict, dataclass, fields
 
 from diffusion.hub import go_offline_if_unreachable
-from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_MASKED_MODEL, TRAINED_MODEL
+from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_MASKED_MODEL, BUNDLED_MLM_MODEL, TRAINED_MODEL
 
 CONFIG_NAME = "diffusion_config.json"
 FORMAT_VERSION = 1
@@ -124,7 +124,8 @@ def model_folders_near(name: str, limit: int = 3) -> list[str]:
 
     found = {os.path.relpath(os.path.dirname(c)) for pattern in ("*/config.json", "*/*/config.json")
              for c in glob.glob(pattern)}
-    found |= {_shown(folder) for folder in (BUNDLED_MASKED_MODEL, BUNDLED_CAUSAL_MODEL) if os.path.isdir(folder)}
+    found |= {_shown(folder) for folder in (BUNDLED_MASKED_MODEL, BUNDLED_MLM_MODEL, BUNDLED_CAUSAL_MODEL)
+              if os.path.isdir(folder)}
     return sorted(found, key=lambda f: (-difflib.SequenceMatcher(None, name, f).ratio(), f))[:limit]
 
 

@@ -20,8 +20,11 @@ BUNDLED_CORPORA = {
 }
 # The byte-level BPE trained on it (data/build_tokenizer.py).
 BUNDLED_TOKENIZER = os.path.join(REPO_DIR, "data", "tokenizer")
-# The small pretrained masked model shipped with the repository (models/masked-base/README.md).
+# The small pretrained masked diffusion model shipped with the repository (models/masked-base/README.md).
 BUNDLED_MASKED_MODEL = os.path.join(REPO_DIR, "models", "masked-base")
+# A standard masked LM of the same size, pretrained at 15% masking only (models/mlm-base/README.md):
+# what --quick-test turns into a diffusion model, as the original recipe does with roberta-base.
+BUNDLED_MLM_MODEL = os.path.join(REPO_DIR, "models", "mlm-base")
 # Its autoregressive baseline: GPT-2 architecture, same tokenizer, data and budget (models/causal-base/README.md).
 BUNDLED_CAUSAL_MODEL = os.path.join(REPO_DIR, "models", "causal-base")
 # What `python train.py --quick-test` writes, relative to where it is run (the scripts' first default).

@@ -113,8 +113,15 @@ def card_text(name: str, info: dict, notes: str) -> str:
     """The model card (README.md) from the numbers in ``info``."""
     masked = info["objective"] == "masked"
     arch = info["architecture"]
+    levels = info.get("mask_levels") or []
+    if not masked:
+        kind = "autoregressive baseline"
+    elif len(levels) == 1:  # one masking rate: BERT / RoBERTa pretraining, not yet a diffusion model
+        kind = f"standard masked LM ({levels[0]:.0%} masking, the BERT/RoBERTa objective)"
+    else:
+        kind = "masked diffusion LM"
     lines = [
-        f"# {name}: {'masked diffusion LM' if masked else 'autoregressive baseline'} for the bundled corpus",
+        f"# {name}: {kind} for the bundled corpus",
         "",
         f"A {info['parameters'] / 1e6:.1f}M-parameter `{arch}` ({info['config_summary']}) trained from scratch "
         "with this repository's own `train.py` on the bundled WordNet corpus (`data/wordnet`, "
@@ -225,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     info = {
         "name": os.path.basename(args.output.rstrip("/")),
         "objective": objective,
+        "mask_levels": diffusion_config.mask_levels,
         "architecture": config["architectures"][0],
         "config_summary": f"{config.get('num_hidden_layers', config.get('n_layer'))} layers, "
                           f"hidden {config.get('hidden_size', config.get('n_embd'))}, "

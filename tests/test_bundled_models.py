@@ -14,17 +14,18 @@ import torch
 from conftest import REPO
 from safetensors import safe_open
 
-from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_MASKED_MODEL
+from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_MASKED_MODEL, BUNDLED_MLM_MODEL
 
 sys.path.insert(0, os.path.join(REPO, "models"))
 from bundle_model import causal_perplexity  # noqa: E402
 
-MODELS = {"masked": BUNDLED_MASKED_MODEL, "causal": BUNDLED_CAUSAL_MODEL}
+MODELS = {"masked": BUNDLED_MASKED_MODEL, "mlm": BUNDLED_MLM_MODEL, "causal": BUNDLED_CAUSAL_MODEL}
+OBJECTIVE = {"masked": "masked", "mlm": "masked", "causal": "causal"}  # mlm-base: a masked LM at 15% only
 LEVELS = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0"]
 
 
-def card(objective: str) -> dict:
-    with open(os.path.join(MODELS[objective], "card.json")) as f:
+def card(name: str) -> dict:
+    with open(os.path.join(MODELS[name], "card.json")) as f:
         return json.load(f)
 
 
@@ -37,18 +38,18 @@ def validation(tokenizer):
     return data["validation"].select(range(300))
 
 
-@pytest.mark.parametrize("objective", ["masked", "causal"])
-def test_loads_with_auto_classes_as_float32(objective):
+@pytest.mark.parametrize("name", list(MODELS))
+def test_loads_with_auto_classes_as_float32(name):
     from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoTokenizer
 
-    folder = MODELS[objective]
-    auto = AutoModelForMaskedLM if objective == "masked" else AutoModelForCausalLM
+    folder = MODELS[name]
+    auto = AutoModelForMaskedLM if OBJECTIVE[name] == "masked" else AutoModelForCausalLM
     model = auto.from_pretrained(folder)
     assert model.dtype == torch.float32
     assert model.config.vocab_size == len(AutoTokenizer.from_pretrained(folder)) == 4096
     with safe_open(os.path.join(folder, "model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}  # stored small
-    assert sum(p.numel() for p in model.parameters()) == card(objective)["parameters"]
+    assert sum(p.numel() for p in model.parameters()) == card(name)["parameters"]
 
 
 def test_weights_fit_the_40_mb_budget():
@@ -57,10 +58,10 @@ def test_weights_fit_the_40_mb_budget():
     assert total <= 40e6, f"{total / 1e6:.1f} MB"
 
 
-@pytest.mark.parametrize("objective", ["masked", "causal"])
-def test_card_states_command_data_steps_time_machine_and_numbers(objective):
-    info = card(objective)
-    text = open(os.path.join(MODELS[objective], "README.md")).read()
+@pytest.mark.parametrize("name", list(MODELS))
+def test_card_states_command_data_steps_time_machine_and_numbers(name):
+    info, objective = card(name), OBJECTIVE[name]
+    text = open(os.path.join(MODELS[name], "README.md")).read()
     for command in info["commands"]:
         assert command.startswith("python train.py") and command in text
         assert f"--objective {objective}" in command
@@ -78,9 +79,25 @@ def test_card_states_command_data_steps_time_machine_and_numbers(objective):
         for level, r in info["eval"]["per_level"].items():
             eos = f" \\| {r['end_accuracy']:.3f}" if "end_accuracy" in r else ""
             assert re.search(rf"^{re.escape(level)} \| {r['loss']:.3f} \| {r['accuracy']:.3f}{eos}$", text, re.M)
-        assert "15%" in text  # the card says why variable masking rather than BERT's 15%
+        assert "15%" in text  # the card says why variable masking rather than BERT's 15% (or that it is BERT's)
     else:
         assert f"perplexity {info['eval']['perplexity']:.1f}" in text
+
+
+def test_mlm_base_is_a_standard_15_percent_masked_lm():
+    """The quick test's base: trained at 15% masking only, never on </s>; heavy masking is new to it."""
+    from diffusion.checkpoint import load_diffusion_config
+
+    config = load_diffusion_config(BUNDLED_MLM_MODEL)
+    assert config.mask_levels == [0.15] and config.eos_padding is False
+    info = card("mlm")
+    assert "--mask-levels 0.15" in info["commands"][0] and info["mask_levels"] == [0.15]
+    per_level = info["eval"]["per_level"]
+    # it reads context at light masking, far above word frequencies (0.04)...
+    assert per_level["0.1"]["accuracy"] > 0.2
+    # ...and the variable-masking base, trained on heavy masking, beats it at 50-90%
+    masked = card("masked")["eval"]["per_level"]
+    assert all(per_level[level]["loss"] > masked[level]["loss"] for level in ("0.5", "0.7", "0.9"))
 
 
 def test_causal_baseline_had_the_same_budget():

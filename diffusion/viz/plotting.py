@@ -1,30 +1,40 @@
-"""Pictures of training: the loss of every masking level over the steps."""
+"""Pictures of training: the loss of every masking level over the steps, training beside held-out."""
 
 from __future__ import annotations
 
 import re
 
-LEVEL_KEY = re.compile(r"^loss_mask_(\d+(?:\.\d+)?)$")
+TRAIN_KEY = re.compile(r"^loss_mask_(\d+(?:\.\d+)?)$")  # a training log: mean CE of one level's masked tokens
+EVAL_KEY = re.compile(r"^(?:eval|initial)_loss_mask_(\d+(?:\.\d+)?)$")  # an evaluation, at step 0 or later
+
+Series = dict[str, tuple[list[int], list[float]]]  # "mask 0.5" -> (steps, losses)
 
 
-def plot_loss_curves(log_history: list[dict], path: str) -> str | None:
-    """Training loss per masking level (one line each) against the step, saved as a PNG.
-
-    log_history: ``trainer.state.log_history``. Returns the path, or None when there is
-    nothing to draw (no training log was written, or the causal objective's single loss).
-    """
-    series: dict[str, tuple[list[int], list[float]]] = {}
+def _collect(log_history: list[dict], pattern: re.Pattern, fallback: str | None) -> Series:
+    series: Series = {}
     for entry in log_history:
         for key, value in entry.items():
-            match = LEVEL_KEY.match(key)
-            name = f"mask {match.group(1)}" if match else ("loss" if key == "loss" else None)
+            match = pattern.match(key)
+            name = f"mask {match.group(1)}" if match else (fallback if key == fallback else None)
             if name is not None:
                 steps, values = series.setdefault(name, ([], []))
-                steps.append(entry["step"])
+                steps.append(entry.get("step", 0))
                 values.append(value)
-    per_level = {k: v for k, v in series.items() if k != "loss"}
-    series = per_level or series
-    if not series or all(len(steps) < 1 for steps, _ in series.values()):
+    per_level = {name: s for name, s in series.items() if name.startswith("mask ")}
+    return per_level or series
+
+
+def plot_loss_curves(log_history: list[dict], path: str, note: str | None = None) -> str | None:
+    """Loss per masking level against the step, saved as a PNG: training (left) and held-out (right).
+
+    log_history: ``trainer.state.log_history`` (an ``initial_loss_mask_*`` entry at step 0 is the
+    evaluation before training).  The held-out panel appears once there are evaluations; ``note``
+    is a line under the plot (why the two panels differ).  Returns the path, or None when there
+    is nothing to draw (no training log was written).
+    """
+    train = _collect(log_history, TRAIN_KEY, "loss")
+    held_out = _collect(log_history, EVAL_KEY, None)
+    if not train:
         return None
 
     import matplotlib
@@ -32,19 +42,34 @@ def plot_loss_curves(log_history: list[dict], path: str) -> str | None:
     matplotlib.use("Agg")  # files only, no display needed
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=100)
+    panels = [("Training loss (batches of this run)", train)]
+    if held_out:
+        panels.append(("Held-out loss (validation texts)", held_out))
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2, 5.2), dpi=100, sharey=True, squeeze=False)
+    names = sorted({*train, *held_out}, key=lambda n: float(n.split()[-1]) if n.startswith("mask") else 0.0)
     cmap = plt.get_cmap("viridis")
-    names = sorted(series, key=lambda n: float(n.split()[-1]) if n.startswith("mask") else 0.0)
-    for i, name in enumerate(names):
-        steps, values = series[name]
-        ax.plot(steps, values, marker="o" if len(steps) < 3 else None, label=name,
-                color=cmap(i / max(1, len(names) - 1)))
-    ax.set_xlabel("training step")
-    ax.set_ylabel("cross-entropy at masked positions (nats)")
-    ax.set_title("Training loss per masking level" if per_level else "Training loss")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
-    fig.tight_layout()
+    colours = {name: cmap(i / max(1, len(names) - 1)) for i, name in enumerate(names)}
+    for ax, (title, series) in zip(axes[0], panels, strict=True):
+        for name in names:
+            if name in series:
+                steps, values = series[name]
+                ax.plot(steps, values, marker="o", markersize=3, linewidth=1.4, label=name, color=colours[name])
+        ax.set_xlabel("training step")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("cross-entropy at masked positions (nats)")
+    # One legend for both panels, outside the data, so it hides no line.
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    if len(panels) > 1:
+        more_h, more_l = axes[0][0].get_legend_handles_labels()
+        for h, label in zip(more_h, more_l, strict=True):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    fig.legend(handles, labels, loc="center right", fontsize=9, title="masking level", frameon=False)
+    if note:
+        fig.text(0.01, 0.01, note, fontsize=8.5, wrap=True, va="bottom")
+    fig.tight_layout(rect=(0, 0.07 if note else 0, 0.87, 1))
     fig.savefig(path)
     plt.close(fig)
     return path
