@@ -27,7 +27,7 @@ from diffusion.checkpoint import quiet_loading  # noqa: E402
 from diffusion.cli import parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
-from diffusion.masked.unmasking import DecodeOptions, build_prompt, decode, decoding_notes  # noqa: E402
+from diffusion.masked.unmasking import DecodeOptions, blank_notes, build_prompt, decode, decoding_notes  # noqa: E402
 
 
 @dataclass
@@ -60,6 +60,8 @@ def run(argv: list[str]) -> int:
     if out.json:
         print(json.dumps(trace_json(result, tokenizer, generator.checkpoint, options, seconds)))
         return 0
+    for note in blank_notes(tokenizer, result, options):
+        print(note, file=sys.stderr)
     print(f"model: {generator.checkpoint} ({generator.why})")
     n_generated = int(prompt.generate[0].sum())
     print(f"{n_generated} positions x {out.num_samples} samples, {options.describe()}: "

@@ -32,7 +32,7 @@ from diffusion.checkpoint import quiet_loading  # noqa: E402
 from diffusion.cli import parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
-from diffusion.masked.unmasking import DecodeOptions, build_prompt, decode, decoding_notes  # noqa: E402
+from diffusion.masked.unmasking import DecodeOptions, blank_notes, build_prompt, decode, decoding_notes  # noqa: E402
 from diffusion.viz.rendering import (  # noqa: E402
     Style,
     check_writable,
@@ -91,6 +91,8 @@ def run(argv: list[str]) -> int:
     started = time.perf_counter()
     result = decode(model, tokenizer, prompt, options)
     seconds = time.perf_counter() - started
+    for note in blank_notes(tokenizer, result, options):
+        print(note, file=sys.stderr)
 
     # The viewer's data: generate.py --json's record of this one sample, plus what the page needs to draw it.
     data = trace_json(result, tokenizer, checkpoint, options, seconds)

@@ -144,6 +144,24 @@ class SureModel(torch.nn.Module):
         return SimpleNamespace(logits=logits)
 
 
+def test_blank_samples_are_explained(tokenizer):
+    """A code model on the WordNet tokenizer was surest of spaces and printed blank samples: say why,
+    and name the flag that writes text; a text that ends at once is another cause, said as such."""
+    from diffusion.masked.unmasking import blank_notes
+
+    space = tokenizer.convert_tokens_to_ids("\u0120")  # byte-level BPE's lone space
+    prompt = build_prompt(tokenizer, max_length=12, num_samples=2)
+    spaces = decode(SureModel(len(tokenizer), space, tokenizer.eos_token_id, end=12), tokenizer, prompt, DecodeOptions())
+    assert spaces.texts == ["", ""]
+    (note,) = blank_notes(tokenizer, spaces, DecodeOptions())
+    assert note.startswith("note: 2 of 2 samples are only whitespace") and "--remasking random" in note
+    ended = decode(SureModel(len(tokenizer), space, tokenizer.eos_token_id, end=1), tokenizer, prompt, DecodeOptions())
+    assert "ended the text at once" in blank_notes(tokenizer, ended, DecodeOptions())[0]
+    word = tokenizer.convert_tokens_to_ids("\u0120dog")
+    words = decode(SureModel(len(tokenizer), word, tokenizer.eos_token_id, end=12), tokenizer, prompt, DecodeOptions())
+    assert blank_notes(tokenizer, words, DecodeOptions()) == []
+
+
 def test_defaults_nucleus_one_step_per_position_and_threshold():
     """The defaults chosen by docs/BENCHMARKS.md's judged table, and what turns each off."""
     options = DecodeOptions()

@@ -12,9 +12,10 @@ at t_k = 1 - k/N); *which* ones are committed is the remasking rule:
   positions and re-masks the least confident ones, so committed tokens can still change;
 * ``threshold=P`` (default 0.9 with low-confidence remasking, ``0`` for none): also commit every
   prediction whose probability exceeds P, so confident stretches are decoded in parallel and the
-  loop may end in fewer forward passes than steps (Fast-dLLM, Wu et al. 2025); at least one position is committed per step.  It also stops as
-  soon as every text is complete (a committed ``</s>`` with nothing masked before it): what
-  follows the first ``</s>`` is dropped anyway, so the rest is filled with ``</s>`` unseen;
+  loop may end in fewer forward passes than steps (Fast-dLLM, Wu et al. 2025); at least one
+  position is committed per step.  It also stops as soon as every text is complete (a committed
+  ``</s>`` with nothing masked before it): what follows the first ``</s>`` is dropped anyway, so
+  the rest is filled with ``</s>`` unseen;
 * ``block_length=B``: semi-autoregressive decoding, blocks of B positions left to right, each
   unmasked with its share of the steps (LLaDA's semi-autoregressive remasking).  A model trained
   with ``--eos-padding`` needs it: it is surest of the ``</s>`` tail, so low-confidence remasking
@@ -177,6 +178,30 @@ def decoding_notes(options: DecodeOptions, n_positions: int, num_samples: int = 
                          f"{defaults.schedule} here ({total} steps over {len(widths)} block(s) of up to "
                          f"{width} positions); {fix}")
     return notes
+
+
+def blank_notes(tokenizer, result: DecodeResult, options: DecodeOptions) -> list[str]:
+    """One 'note: ...' line when some samples came out empty or only whitespace, naming the cause.
+
+    Two causes are known: the text ended at once (a committed </s> first), or the model was surest
+    of whitespace everywhere. The second is a code folder on a tokenizer without whitespace runs
+    (the bundled WordNet BPE: every indentation space is one token): spaces are the surest
+    predictions, low-confidence remasking commits them first, and more spaces then fit best.
+    """
+    blank = [b for b, text in enumerate(result.texts) if not text.strip()]
+    if not blank:
+        return []
+    eos = tokenizer.eos_token_id
+    first = [result.ids[b][result.generate[b]].tolist()[:1] for b in blank]
+    ended = sum(1 for ids in first if ids == [eos])
+    which = f"{len(blank)} of {len(result.texts)} samples are"
+    if ended == len(blank):
+        return [f"note: {which} empty: the model ended the text at once (</s> first); give a --prefix, or "
+                "--block-length 8 for a model trained with --eos-padding"]
+    fix = ("--remasking random commits positions in random order and writes text instead"
+           if options.remasking == "low-confidence" else "a tokenizer trained on this data would help")
+    return [f"note: {which} only whitespace: the model is surest of spaces (code on a tokenizer without "
+            f"whitespace runs spends one token per space), so low-confidence remasking commits them first; {fix}"]
 
 
 @dataclass
