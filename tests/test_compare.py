@@ -185,3 +185,19 @@ def test_bad_inputs(checkpoint, gpt2_checkpoint, tmp_path, capsys, monkeypatch):
     _error(capsys, ["--roberta-checkpoint", checkpoint], "no --gpt2-checkpoint given", "--objective causal")
     proc = run_script([sys.executable, "compare_models.py", "--roberta-checkpoint", str(tmp_path / "nope"), *g])
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ") and "\n" not in proc.stderr.strip()
+
+
+def test_a_long_panel_title_is_cut_to_the_frame_width():
+    """The default settings make a long diffusion title; it must end inside the frame, not past its edge."""
+    from PIL import Image, ImageDraw
+
+    from diffusion.viz.race import fit_width
+    from diffusion.viz.rendering import font
+
+    draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
+    bold = font(22, bold=True)
+    title = "Diffusion \u00b7 masked-base \u00b7 nucleus p=0.9, linear schedule, one step per position, threshold 0.9, blocks of 8"
+    cut = fit_width(draw, title, bold, 888)
+    assert cut.endswith("\u2026") and draw.textlength(cut, font=bold) <= 888
+    assert cut.startswith("Diffusion \u00b7 masked-base \u00b7 nucleus p=0.9")
+    assert fit_width(draw, "Diffusion \u00b7 masked-base", bold, 888) == "Diffusion \u00b7 masked-base"

@@ -179,6 +179,15 @@ def _bar(draw: ImageDraw.ImageDraw, x0: float, x1: float, y: float, share: float
 TIME_FILL = (250, 204, 21)  # the shared clock's bar: amber, apart from the blue token bars
 
 
+def fit_width(draw, text: str, font_, width: float) -> str:
+    """``text``, cut at the end with an ellipsis if it is wider than ``width`` pixels (a long settings title)."""
+    if draw.textlength(text, font=font_) <= width:
+        return text
+    while text and draw.textlength(text + "\u2026", font=font_) > width:
+        text = text[:-1]
+    return text.rstrip(" ,\u00b7") + "\u2026"
+
+
 def render_comparison(panels: list[Panel], times: list[float], style: Style | None = None,
                       title: str = "Diffusion vs autoregressive") -> list[Image.Image]:
     """One RGB frame per moment of ``times``; every frame has the same size.
@@ -207,7 +216,8 @@ def render_comparison(panels: list[Panel], times: list[float], style: Style | No
         for panel, n_lines in zip(panels, lines, strict=True):
             frame = panel.frames[j]
             draw.line((m, y - _GAP // 2, right, y - _GAP // 2), fill=rendering.BAR_TRACK, width=1)
-            draw.text((m, y), panel.title, font=font(style.text_size, bold=True), fill=TITLE_COLOR)
+            title_font = font(style.text_size, bold=True)
+            draw.text((m, y), fit_width(draw, panel.title, title_font, right - m), font=title_font, fill=TITLE_COLOR)
             y += style.text_size + 10
             draw.text((m, y), frame.status, font=small, fill=MUTED)
             y += style.small_size + 12
