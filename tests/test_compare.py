@@ -196,7 +196,8 @@ def test_a_long_panel_title_is_cut_to_the_frame_width():
 
     draw = ImageDraw.Draw(Image.new("RGB", (10, 10)))
     bold = font(22, bold=True)
-    title = "Diffusion \u00b7 masked-base \u00b7 nucleus p=0.9, linear schedule, one step per position, threshold 0.9, blocks of 8"
+    title = ("Diffusion \u00b7 masked-base \u00b7 nucleus p=0.9, linear schedule, one step per position, "
+             "threshold 0.9, blocks of 8")
     cut = fit_width(draw, title, bold, 888)
     assert cut.endswith("\u2026") and draw.textlength(cut, font=bold) <= 888
     assert cut.startswith("Diffusion \u00b7 masked-base \u00b7 nucleus p=0.9")

@@ -43,8 +43,9 @@ class SamplingOptions:
 
     sampling: str = field(
         default="nucleus",
-        metadata={"help": "greedy | topk | nucleus. Default nucleus (p=0.9): the lowest judge perplexity measured at "
-                  "distinct samples (docs/BENCHMARKS.md); greedy gives every sample the same text."},
+        metadata={"help": "greedy | topk | nucleus. Default nucleus (p=0.9): of the three the most diverse samples "
+                  "(distinct-2 0.78, top-k 50 0.71, greedy 0.12), at a judge perplexity already below held-out "
+                  "text's (53 against 138; docs/BENCHMARKS.md). Greedy gives every sample the same text."},
     )
     k: int = field(default=50, metadata={"help": "Candidates for --sampling topk."})
     p: float = field(default=0.9, metadata={"help": "Probability mass for --sampling nucleus, in (0, 1]."})
