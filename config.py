@@ -31,6 +31,19 @@ from diffusion.text.models import MODEL_PRESETS
 
 MODEL_CONFIG_PRESETS = tuple(MODEL_PRESETS)  # tiny, small
 
+# What every quick test shares: the bundled corpus at 64 tokens, batches of 64 grouped by length, on CPU.
+_QUICK_TEST_COMMON = [
+    "--output_dir", "results",
+    "--max-length", "64",
+    "--per_device_train_batch_size", "64",
+    "--per_device_eval_batch_size", "128",
+    "--train_sampling_strategy", "group_by_length",
+    "--weight_decay", "0.01",
+    "--adam_beta2", "0.98",
+    "--save_total_limit", "2",
+    "--use_cpu",
+    "--ddp_find_unused_parameters", "false",  # every parameter is used; the search costs a graph walk
+]
 # The small offline run, a few minutes on 2 CPU cores: the original recipe in miniature. It turns
 # the bundled standard masked LM (models/mlm-base: pretrained at 15% masking only, as roberta-base
 # was) into a diffusion model with variable masking, and evaluates every level before and after.
@@ -38,49 +51,31 @@ MODEL_CONFIG_PRESETS = tuple(MODEL_PRESETS)  # tiny, small
 # masking by 0.15-0.34 nats and leave 10-30% within 0.03, in about 4.5 minutes.
 QUICK_TEST_ARGS = [
     "--model", BUNDLED_MLM_MODEL,
-    "--output_dir", "results",
-    "--max-length", "64",
-    "--per_device_train_batch_size", "64",
-    "--per_device_eval_batch_size", "128",
-    "--train_sampling_strategy", "group_by_length",
+    *_QUICK_TEST_COMMON,
     # A new objective for this base (it never saw more than 15% masked), so a rate near its
     # pretraining one; not --eos-padding: measured, its </s> targets made every level's held-out
     # text loss worse within these minutes (+0.24 to +1.6 nats in 250 steps) and halved the speed.
     "--learning_rate", "3e-4",
     "--warmup_steps", "0.1",
-    "--weight_decay", "0.01",
-    "--adam_beta2", "0.98",
     "--max_steps", "500",
     "--logging_steps", "25",  # 20 points per training curve
     "--eval_strategy", "steps",
     "--eval_steps", "100",  # and 6 per held-out curve (with the evaluation before training)
     "--max-eval-samples", "500",
     "--save_steps", "500",
-    "--save_total_limit", "2",
-    "--use_cpu",
-    "--ddp_find_unused_parameters", "false",  # every parameter is used; the search costs a graph walk
 ]
 # The autoregressive quick test: continue the bundled GPT-2-style baseline, which converged on this
 # very objective, so only a small rate (a larger one first undoes part of it).
 QUICK_TEST_CAUSAL_ARGS = [
     "--model", BUNDLED_CAUSAL_MODEL,
-    "--output_dir", "results",
-    "--max-length", "64",
-    "--per_device_train_batch_size", "64",
-    "--per_device_eval_batch_size", "128",
-    "--train_sampling_strategy", "group_by_length",
+    *_QUICK_TEST_COMMON,
     "--learning_rate", "3e-5",
     "--warmup_steps", "0.05",
-    "--weight_decay", "0.01",
-    "--adam_beta2", "0.98",
     "--max_steps", "200",
     "--logging_steps", "50",
     "--save_steps", "250",
-    "--save_total_limit", "2",
     "--eval_strategy", "no",
     "--max-eval-samples", "1000",
-    "--use_cpu",
-    "--ddp_find_unused_parameters", "false",
 ]
 # --quick-test --from-scratch, and --quick-test while no bundled base exists: a fresh tiny RoBERTa
 # trained for 500 steps, to see what a few CPU minutes give without pretraining (the

@@ -58,15 +58,11 @@ def plot_loss_curves(log_history: list[dict], path: str, note: str | None = None
         ax.set_title(title)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("cross-entropy at masked positions (nats)")
-    # One legend for both panels, outside the data, so it hides no line.
-    handles, labels = axes[0][-1].get_legend_handles_labels()
-    if len(panels) > 1:
-        more_h, more_l = axes[0][0].get_legend_handles_labels()
-        for h, label in zip(more_h, more_l, strict=True):
-            if label not in labels:
-                handles.append(h)
-                labels.append(label)
-    fig.legend(handles, labels, loc="center right", fontsize=9, title="masking level", frameon=False)
+    # One legend for both panels (the same colour is the same level), outside the data, so it hides no line.
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=colours[name], marker="o", markersize=3, label=name) for name in names]
+    fig.legend(handles=handles, loc="center right", fontsize=9, title="masking level", frameon=False)
     if note:
         fig.text(0.01, 0.01, note, fontsize=8.5, wrap=True, va="bottom")
     fig.tight_layout(rect=(0, 0.07 if note else 0, 0.87, 1))
