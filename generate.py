@@ -14,7 +14,6 @@ diffusion/masked/generation.py. Every flag: ``python generate.py --help``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -46,7 +45,7 @@ def run(argv: list[str]) -> int:
     args, options, out = parse_args((GenerationArguments, DecodeOptions, OutputArguments), argv)
     quiet_loading()
     generator = load_generator(args.checkpoint, args.max_length, options.block_length)
-    options = dataclasses.replace(options, block_length=generator.block_length)
+    options = generator.resolve(options)  # the model's block length and cache
     model, tokenizer = generator.model, generator.tokenizer
     model.to(pick_device(args.device))
     prompt = build_prompt(tokenizer, prefix=args.prefix, text=args.text, max_length=generator.max_length,
@@ -64,8 +63,9 @@ def run(argv: list[str]) -> int:
         print(note, file=sys.stderr)
     print(f"model: {generator.checkpoint} ({generator.why})")
     n_generated = int(prompt.generate[0].sum())
+    per_token = result.positions_computed / max(1, n_generated * out.num_samples)
     print(f"{n_generated} positions x {out.num_samples} samples, {options.describe()}: "
-          f"{result.forward_passes} forward passes, {seconds:.2f} s")
+          f"{result.forward_passes} forward passes ({per_token:.1f} positions computed per generated one), {seconds:.2f} s")
     if args.show_steps:
         for b in range(out.num_samples):
             print(f"\nsample {b + 1}:")

@@ -19,7 +19,6 @@ Every flag: ``python visualize_generation.py --help``; the guide: docs/VISUALIZA
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import sys
@@ -82,7 +81,7 @@ def run(argv: list[str]) -> int:
     check_writable(anim.output, "--output")  # before the model loads
     quiet_loading()
     generator = load_generator(args.checkpoint, args.max_length, options.block_length)
-    options = dataclasses.replace(options, block_length=generator.block_length)
+    options = generator.resolve(options)  # the model's block length and cache
     model, tokenizer, checkpoint = generator.model, generator.tokenizer, generator.checkpoint
     model.to(pick_device(args.device))
     prompt = build_prompt(tokenizer, prefix=args.prefix, text=args.text, max_length=generator.max_length, num_samples=1)

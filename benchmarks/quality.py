@@ -14,6 +14,9 @@ samples at once with seed ``--seed + prompt index``, the same for every setting,
 * diffusion at each of ``--steps`` (8 16 32 64) x ``--schedules`` (linear cosine exponential)
   x ``--remasking`` (low-confidence random), and parallel decoding with ``--threshold`` 0.9
   (the most steps, linear, low-confidence);
+* or, with ``--grid cache``, cached block decoding: ``--caches`` (none prefix dual) x
+  ``--thresholds`` (0.9, and 0 for none) x ``--block-lengths`` (4 8 16) x ``--cache-steps`` (0:
+  one step per position), linear, low-confidence (diffusion/masked/cache.py);
 * GPT-2 left to right with its KV cache (stops at end of text);
 * the reference: the held-out documents' own next tokens (one text per prompt).
 
@@ -21,8 +24,14 @@ Each gets judge perplexity (with ``--judge``: a causal LM that is neither genera
 folder as a generator is refused), distinct-1/2/3, unigram entropy, 3-gram repetition rate and
 mean length in words and tokens, all defined in diffusion/text/metrics.py; the judge-free ones
 are computed through the local ``evaluate`` module diffusion/text/text_diversity.  Text after
-the first ``</s>`` is dropped on both sides.  It prints one line per setting and writes into
-``--output-dir`` (results/quality): quality.md (the table), quality.json, quality_vs_steps.png.
+the first ``</s>`` is dropped on both sides.  Positions per token: the (row, position) pairs
+sent through the layers, over the tokens of text written (up to each text's end); GPT-2 with its
+cache computes its context once and then one position per token.  Every generator is warmed up
+once per kind of pass before the timed settings.  It prints one line per setting and writes into
+``--output-dir`` (results/quality): quality.md (the table), quality.json, and quality_vs_steps.png
+(steps grid) or quality_vs_time.png (cache grid: judge perplexity against wall time).
+
+    python benchmarks/quality.py --judge J --grid cache                 # the cached-decoding table
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ import torch  # noqa: E402
 from diffusion.checkpoint import check_length, quiet_loading, resolve_model, usable_length  # noqa: E402
 from diffusion.cli import parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
+from diffusion.masked.cache import resolve_cache  # noqa: E402
 from diffusion.masked.generation import load_generator  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, continuations, decode, prompt_from_ids  # noqa: E402
 from diffusion.paths import TRAINED_MODEL  # noqa: E402
@@ -83,6 +93,25 @@ class QualityArguments:
         default=0.9,
         metadata={"help": "Also run parallel decoding with this --threshold (at the most steps, linear, low-confidence)."},
     )
+    cache: str | None = field(
+        default=None,
+        metadata={"help": "--cache of every setting of the steps grid (none | prefix | dual). Default: the decoder's "
+                  "(dual when decoding in blocks)."},
+    )
+    grid: str = field(
+        default="steps",
+        metadata={"help": "steps: --steps x --schedules x --remasking (and --threshold); cache: --caches x "
+                  "--thresholds x --block-lengths, one step per position."},
+    )
+    caches: list[str] = field(default_factory=lambda: ["none", "prefix", "dual"], metadata={"help": "--grid cache: caches."})
+    thresholds: list[float] = field(
+        default_factory=lambda: [0.9, 0.0], metadata={"help": "--grid cache: thresholds (0: none, one step per position)."}
+    )
+    block_lengths: list[int] = field(default_factory=lambda: [4, 8, 16], metadata={"help": "--grid cache: block lengths."})
+    cache_steps: list[int] = field(
+        default_factory=lambda: [0],
+        metadata={"help": "--grid cache: total steps, shared among the blocks (0: one step per position)."},
+    )
     block_length: int | None = field(
         default=None,
         metadata={"help": "Semi-autoregressive blocks of this many positions for every diffusion setting (LLaDA). "
@@ -108,12 +137,30 @@ class QualityArguments:
                                   block_length=self.block_length)
         if self.threshold is not None:
             DecodeOptions(threshold=self.threshold)
+        DecodeOptions(cache=self.cache, block_length=self.block_length)
+        if self.grid not in ("steps", "cache"):
+            raise ValueError(f"--grid must be steps or cache, got {self.grid!r}")
+        if self.grid == "cache":
+            if not self.caches or not self.thresholds or not self.block_lengths:
+                raise ValueError("--caches, --thresholds and --block-lengths each need at least one value")
+            for cache in self.caches:
+                for threshold in self.thresholds:
+                    for block_length in self.block_lengths:
+                        if block_length < 1:
+                            raise ValueError(f"--block-lengths must be at least 1, got {block_length}")
+                        DecodeOptions(cache=cache, threshold=threshold, block_length=block_length)
+            if any(steps < 0 for steps in self.cache_steps) or not self.cache_steps:
+                raise ValueError(f"--cache-steps must be 0 (one step per position) or more, got {self.cache_steps}")
 
 
 def diffusion_settings(args: QualityArguments, sampling: SamplingOptions) -> list[tuple[str, dict, DecodeOptions]]:
+    """(name, fields for the row, options) of every diffusion setting of the grid."""
+    if args.grid == "cache":
+        return cache_settings(args, sampling)
     steps = sorted({min(s, args.max_new_tokens) for s in args.steps})
-    common = dict(**vars(sampling), block_length=args.block_length)
+    common = dict(**vars(sampling), block_length=args.block_length, cache=args.cache)
     blocks = f", blocks of {args.block_length}" if args.block_length else ""
+    blocks += f", {args.cache} cache" if args.cache not in (None, "none") else ""
     out = []
     for s in steps:
         for schedule in args.schedules:
@@ -126,6 +173,23 @@ def diffusion_settings(args: QualityArguments, sampling: SamplingOptions) -> lis
         out.append((f"threshold {args.threshold} (<= {s} steps), linear, low-confidence{blocks}",
                     dict(steps=s, schedule="linear", remasking="low-confidence", threshold=args.threshold),
                     DecodeOptions(steps=s, threshold=args.threshold, **common)))
+    return out
+
+
+def cache_settings(args: QualityArguments, sampling: SamplingOptions) -> list[tuple[str, dict, DecodeOptions]]:
+    """Cached block decoding: every block length x --cache-steps x threshold x cache."""
+    out = []
+    for block_length in args.block_lengths:
+        for steps in args.cache_steps:
+            for threshold in args.thresholds:
+                for cache in args.caches:
+                    rule = f"{steps} steps" if steps else "one step per position"
+                    rule += f", threshold {threshold}" if threshold else ""
+                    out.append((f"blocks of {block_length}, {rule}, {cache} cache",
+                                dict(steps=steps or None, schedule="linear", remasking="low-confidence",
+                                     threshold=threshold or None, block_length=block_length, cache=cache),
+                                DecodeOptions(steps=steps or None, threshold=threshold, block_length=block_length,
+                                              cache=cache, **vars(sampling))))
     return out
 
 
@@ -143,8 +207,8 @@ def run(argv: list[str]) -> int:
     causal_name, causal_why = resolve_model(args.gpt2_checkpoint, "--gpt2-checkpoint", "causal", " (or gpt2, with internet)")
     if args.judge:
         check_judge(args.judge, {"diffusion": masked_name, "GPT-2": causal_name})
-    md_path, json_path, png_path = (os.path.join(args.output_dir, name)
-                                    for name in ("quality.md", "quality.json", "quality_vs_steps.png"))
+    plot_name = "quality_vs_steps.png" if args.grid == "steps" else "quality_vs_time.png"
+    md_path, json_path, png_path = (os.path.join(args.output_dir, name) for name in ("quality.md", "quality.json", plot_name))
     if os.path.exists(json_path) and not args.overwrite:
         raise ValueError(f"{json_path} exists: pass --overwrite to replace it, or another --output-dir")
 
@@ -153,6 +217,11 @@ def run(argv: list[str]) -> int:
     generator = load_generator(masked_name, block_length=args.block_length, flag="--roberta-checkpoint")  # as generate.py
     args.block_length = generator.block_length
     model, tokenizer = generator.model.eval().to(device), generator.tokenizer
+    if args.grid == "steps":
+        args.cache = resolve_cache(args.cache, args.block_length, model)  # checked before the long run
+    else:
+        for cache in args.caches:
+            resolve_cache(cache, max(args.block_lengths), model)
     gpt2, gpt2_tokenizer = load_causal(causal_name)
     gpt2.eval().to(device)
     judge = None
@@ -181,18 +250,23 @@ def run(argv: list[str]) -> int:
     print(f"autoregressive model: {causal_name} ({causal_why})")
     print(f"judge: {args.judge or 'none (no judge perplexity; pass --judge)'}")
     print(f"{n} held-out prompts x {samples} samples x {args.max_new_tokens} new tokens, {sampling.sampling} sampling"
-          + (f", diffusion in blocks of {args.block_length}" if args.block_length else ""))
+          + (f", diffusion in blocks of {args.block_length}" if args.block_length and args.grid == "steps" else ""))
 
-    # One warm-up call each, so the first setting does not pay for first-call allocation.
-    decode(model, tokenizer, prompt_from_ids(tokenizer, prompt_ids[0], args.max_new_tokens), DecodeOptions(steps=1))
-    generate_causal(gpt2, gpt2_tokenizer, causal_context(gpt2_tokenizer, prompt_texts[0]), 1)
+    settings = diffusion_settings(args, sampling)
+    # Warm-up: each kind of pass once (full, block, suffix; GPT-2's), so that no setting pays for
+    # first-call allocation.
+    warm = prompt_from_ids(tokenizer, prompt_ids[0], args.max_new_tokens, samples)
+    for cache in sorted({options.cache or "none" for _, _, options in settings} | {"none"}):
+        block_length = args.block_length or min(8, args.max_new_tokens) if cache != "none" else args.block_length
+        decode(model, tokenizer, warm, DecodeOptions(steps=4, block_length=block_length, cache=cache))
+    generate_causal(gpt2, gpt2_tokenizer, causal_context(gpt2_tokenizer, prompt_texts[0]), 4, num_samples=samples)
 
     plan = [("reference", "held-out text", {}, None)]
-    plan += [("diffusion", name, fields, options) for name, fields, options in diffusion_settings(args, sampling)]
+    plan += [("diffusion", name, fields, options) for name, fields, options in settings]
     plan.append(("gpt2", "left to right, KV cache", {}, None))
     rows = []
     for index, (generator, name, fields, options) in enumerate(plan, 1):
-        contexts, texts, lengths, passes, tokens = [], [], [], 0, 0
+        contexts, texts, lengths, passes, tokens, computed = [], [], [], 0, 0, 0
         started = time.perf_counter()
         for i in range(n):
             seed = args.seed + i
@@ -211,6 +285,8 @@ def run(argv: list[str]) -> int:
                 lengths += lens
                 passes += result.forward_passes
                 tokens += samples * args.max_new_tokens
+                computed += result.positions_computed
+                fields = {**fields, "cache": result.cache, "block_length": opts.block_length}
             else:
                 causal = generate_causal(gpt2, gpt2_tokenizer, causal_context(gpt2_tokenizer, prompt_texts[i]),
                                          args.max_new_tokens, sampling.sampling, sampling.k, sampling.p,
@@ -221,12 +297,16 @@ def run(argv: list[str]) -> int:
                 lengths += causal.lengths
                 passes += causal.forward_passes
                 tokens += samples * causal.forward_passes
+                # its context once, then one position per row and pass (the KV cache holds the rest)
+                context_length = len(causal_context(gpt2_tokenizer, prompt_texts[i]))
+                computed += samples * (context_length + causal.forward_passes - 1)
         seconds = time.perf_counter() - started
         quality = score(metric, judge, contexts, texts, lengths)
         row = {"generator": generator, "setting": name, **fields,
                "forward_passes_per_prompt": passes / n if generator != "reference" else None,
                "wall_s": round(seconds, 3) if generator != "reference" else None,
                "tokens_per_s": round(tokens / seconds, 1) if tokens and seconds > 0 else None,
+               "positions_per_token": round(computed / max(1, sum(lengths)), 1) if generator != "reference" else None,
                **{k: round(v, 4) if isinstance(v, float) else v for k, v in quality.items()},
                "example": (contexts[0] + texts[0]).strip() if texts else ""}
         rows.append(row)
@@ -246,10 +326,11 @@ def run(argv: list[str]) -> int:
             json.dump({"meta": meta, "rows": rows}, f, indent=2)
         with open(md_path, "w") as f:
             f.write(markdown(meta, rows))
-        plotted = plot_quality_vs_steps(rows, png_path)
+        plotted = plot_quality_vs_steps(rows, png_path) if args.grid == "steps" else plot_quality_vs_time(rows, png_path)
     except OSError as err:
         raise ValueError(f"cannot write into --output-dir {args.output_dir!r}: {err.strerror or err}") from None
-    print(f"\nwrote {md_path}, {json_path}" + (f", {png_path}" if plotted else ""))
+    print(f"\nwrote {md_path}, {json_path}" + (f", {png_path}" if plotted else
+                                                 " (no plot: the judge perplexity it draws needs --judge)"))
     return 0
 
 
@@ -270,12 +351,13 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         f"x {meta['samples_per_prompt']} samples x {meta['max_new_tokens']} new tokens, {sampling}, "
         f"T={s['temperature']}, seed {meta['seed']} + prompt index; {meta['machine']} ({meta['device']}).",
         "",
-        "| generator | setting | passes / prompt | wall s | tokens/s | judge ppl | distinct-1 | distinct-2 | distinct-3 "
-        "| entropy (nats) | repetition | words | tokens |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| generator | setting | passes / prompt | positions / token | wall s | tokens/s | judge ppl | distinct-1 "
+        "| distinct-2 | distinct-3 | entropy (nats) | repetition | words | tokens |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
-        lines.append(f"| {r['generator']} | {r['setting']} | {_fmt(r['forward_passes_per_prompt'], 1)} | {_fmt(r['wall_s'], 2)} "
+        lines.append(f"| {r['generator']} | {r['setting']} | {_fmt(r['forward_passes_per_prompt'], 1)} "
+                     f"| {_fmt(r.get('positions_per_token'), 1)} | {_fmt(r['wall_s'], 2)} "
                      f"| {_fmt(r['tokens_per_s'], 0)} | {_fmt(r['judge_perplexity'], 1)} | {_fmt(r['distinct_1'])} "
                      f"| {_fmt(r['distinct_2'])} | {_fmt(r['distinct_3'])} | {_fmt(r['unigram_entropy'], 2)} "
                      f"| {_fmt(r['repetition_rate'])} | {_fmt(r['length_words'], 1)} | {_fmt(r['length_tokens'], 1)} |")
@@ -285,9 +367,11 @@ def markdown(meta: dict, rows: list[dict]) -> str:
         "pooled over all samples of a setting; entropy of the pooled word distribution in nats; repetition = share of "
         "a sample's word 3-grams already seen earlier in it, averaged over samples; judge perplexity = exp(mean NLL per "
         "judge token of the continuation given the prompt), tokens pooled; length = mean words / generator tokens "
-        "before the first end of text.  The reference row has one text per prompt, so its distinct-n pools fewer "
-        "n-grams than the generators' rows and is not directly comparable; its judge perplexity, repetition and "
-        "length are.  tokens/s counts every generated position (GPT-2: until all samples of a prompt ended).",
+        "before the first end of text; positions / token = (row, position) pairs sent through the layers over the "
+        "tokens of text written (GPT-2: its context once, then one per token).  The reference row has one text per "
+        "prompt, so its distinct-n pools fewer n-grams than the generators' rows and is not directly comparable; its "
+        "judge perplexity, repetition and length are.  tokens/s counts every generated position (GPT-2: until all "
+        "samples of a prompt ended).",
         "",
         "First sample of each setting:",
         "",
@@ -333,6 +417,53 @@ def plot_quality_vs_steps(rows: list[dict], path: str) -> bool:
         ax.set_title(label)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def plot_quality_vs_time(rows: list[dict], path: str) -> bool:
+    """The cache grid: judge perplexity against wall time, one point per setting and one for GPT-2.
+
+    Marker: the cache; colour: the block length; filled: with --threshold, hollow: one step per position.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    diffusion = [r for r in rows if r["generator"] == "diffusion"]
+    if not diffusion or diffusion[0]["judge_perplexity"] is None:
+        return False
+    markers = {"none": "o", "prefix": "s", "dual": "^"}
+    lengths = sorted({r["block_length"] for r in diffusion})
+    colours = dict(zip(lengths, plt.get_cmap("viridis")(torch.linspace(0.1, 0.85, len(lengths)).tolist()), strict=True))
+    fig, ax = plt.subplots(figsize=(9, 5.2), dpi=100)
+    for r in diffusion:
+        colour = colours[r["block_length"]]
+        ax.scatter([r["wall_s"]], [r["judge_perplexity"]], marker=markers.get(r["cache"], "x"), s=70, zorder=3,
+                   color=colour if r["threshold"] else "white", edgecolors=colour, linewidths=1.6)
+    for r in rows:
+        if r["generator"] == "gpt2":
+            ax.scatter([r["wall_s"]], [r["judge_perplexity"]], marker="*", s=260, color="black", zorder=4)
+        if r["generator"] == "reference":
+            ax.axhline(r["judge_perplexity"], linestyle=":", color="gray")
+    handles = [Line2D([], [], marker=m, linestyle="", color="gray", label=f"{c} cache") for c, m in markers.items()]
+    handles += [Line2D([], [], marker="o", linestyle="", color=colours[b], label=f"blocks of {b}") for b in lengths]
+    handles += [Line2D([], [], marker="o", linestyle="", color="gray", label="with --threshold (filled)"),
+                Line2D([], [], marker="o", linestyle="", markerfacecolor="white", color="gray",
+                       label="one step per position (hollow)"),
+                Line2D([], [], marker="*", linestyle="", color="black", markersize=14, label="GPT-2, KV cache"),
+                Line2D([], [], linestyle=":", color="gray", label="held-out text")]
+    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("wall time for all prompts (s, log)")
+    ax.set_ylabel("judge perplexity (log, lower is better)")
+    ax.set_title("Cached block decoding: quality against time")
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

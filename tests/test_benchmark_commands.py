@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -34,4 +35,9 @@ def test_generation_speed_runs_on_a_checkpoint(checkpoint, tmp_path):
     proc = run_script([sys.executable, "benchmarks/generation_speed.py", "--checkpoint", checkpoint, "--samples", "2",
                        "--generated", "8", "--repeats", "1", "--output", str(out)])
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert "| threshold 0.9, one prompt at a time |" in proc.stdout and out.is_file()
+    assert "| threshold 0.9, none cache, one prompt at a time |" in proc.stdout and out.is_file()
+    # without blocks only the uncached decoder applies; every pass computes the whole window: <s>, 3 prompt
+    # tokens, 8 generated, </s>
+    assert "only --cache none applies" in proc.stdout
+    rows = {r["setting"]: r for r in json.loads(out.read_text())["rows"]}
+    assert rows["8 steps"]["positions_per_position"] == 8 * 13 / 8

@@ -341,10 +341,11 @@ def test_a_model_trained_with_eos_padding_decodes_in_blocks_by_default(checkpoin
     base = ["--checkpoint", str(eos_model), "--steps", "8", "--num-samples", "1"]
     assert generate.main(base) == 0
     out = capsys.readouterr().out
-    assert "trained with --eos-padding, so blocks of 8" in out and "blocks of 8: 8 forward passes" in out
+    # and the dual cache, the default with blocks (diffusion/masked/cache.py)
+    assert "trained with --eos-padding, so blocks of 8" in out and "blocks of 8, dual cache: 8 forward passes" in out
     assert generate.main(base + ["--block-length", "0"]) == 0
     assert "blocks of" not in capsys.readouterr().out
     assert generate.main(base + ["--block-length", "4"]) == 0
-    assert "blocks of 4:" in capsys.readouterr().out
+    assert "blocks of 4, dual cache:" in capsys.readouterr().out
     assert generate.main(["--checkpoint", checkpoint, "--steps", "8", "--num-samples", "1"]) == 0
     assert "blocks of" not in capsys.readouterr().out  # trained without it: one block, as before

@@ -149,3 +149,28 @@ def test_cli_small_run_writes_table_json_and_plot(checkpoint, gpt2_checkpoint, j
     again = json.loads((out / "quality.json").read_text())["rows"]
     assert [r["example"] for r in again] == [r["example"] for r in rows]
     assert [r["distinct_2"] for r in again] == [r["distinct_2"] for r in rows]
+
+
+def test_cache_grid_times_every_cache_and_plots_quality_against_time(checkpoint, gpt2_checkpoint, judge_checkpoint,
+                                                                     tmp_path, capsys):
+    out = tmp_path / "cache"
+    argv = ["--roberta-checkpoint", checkpoint, "--gpt2-checkpoint", gpt2_checkpoint, "--judge", judge_checkpoint,
+            "--num-prompts", "2", "--samples-per-prompt", "2", "--max-new-tokens", "8", "--grid", "cache",
+            "--caches", "none", "dual", "--thresholds", "0.5", "0", "--block-lengths", "4", "--output-dir", str(out)]
+    assert quality.main(argv) == 0
+    rows = json.loads((out / "quality.json").read_text())["rows"]
+    diffusion = {(r["cache"], r["threshold"]): r for r in rows if r["generator"] == "diffusion"}
+    assert sorted(diffusion, key=str) == sorted([("none", 0.5), ("dual", 0.5), ("none", None), ("dual", None)], key=str)
+    assert all(r["block_length"] == 4 for r in diffusion.values())
+    # one step per position: 8 passes per prompt either way, the cache computes fewer positions per token
+    assert diffusion[("none", None)]["forward_passes_per_prompt"] == diffusion[("dual", None)]["forward_passes_per_prompt"] == 8
+    none, dual = diffusion[("none", None)], diffusion[("dual", None)]
+    assert dual["positions_per_token"] * dual["length_tokens"] < none["positions_per_token"] * none["length_tokens"]
+    gpt2 = next(r for r in rows if r["generator"] == "gpt2")
+    assert 1 <= gpt2["positions_per_token"] < 3  # its context once, then one position per token
+    assert "| positions / token |" in (out / "quality.md").read_text()
+    with Image.open(out / "quality_vs_time.png") as png:
+        assert png.size[0] > 800
+    capsys.readouterr()
+    assert quality.main(argv[:-2] + ["--output-dir", str(tmp_path / "bad"), "--block-lengths", "0"]) == 2
+    assert "--block-lengths must be at least 1" in capsys.readouterr().err and not (tmp_path / "bad").exists()

@@ -2,7 +2,7 @@
 
     args = GenerationArguments(prefix="dog:")               # parsed from the command line by a script
     generator = load_generator(args.checkpoint, args.max_length, options.block_length)
-    options = dataclasses.replace(options, block_length=generator.block_length)
+    options = generator.resolve(options)                    # the model's block length and cache
     prompt = build_prompt(generator.tokenizer, prefix=args.prefix, max_length=generator.max_length)
     result = decode(generator.model, generator.tokenizer, prompt, options)
     data = trace_json(result, generator.tokenizer, generator.checkpoint, options, seconds)
@@ -12,10 +12,12 @@ generate.py prints it, visualize_generation.py draws it, compare_models.py races
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from diffusion.checkpoint import DiffusionConfig, ModelLoadError, check_length, load_checkpoint, resolve_model, usable_length
 from diffusion.cli import check_text
+from diffusion.masked.cache import resolve_cache
 from diffusion.masked.unmasking import DecodeOptions, DecodeResult, resolve_block_length
 from diffusion.paths import TRAINED_MODEL
 from diffusion.text.tokens import token_strings
@@ -67,6 +69,14 @@ class Generator:
     max_length: int  # tokens per sequence, <s> and </s> included
     block_length: int | None  # the --block-length to use (the model's default when none was asked for)
     config: DiffusionConfig | None
+
+    def resolve(self, options: DecodeOptions) -> DecodeOptions:
+        """``options`` with this model's defaults in: its block length, and the cache for those blocks.
+
+        A --cache the model or the blocks cannot take is a ValueError of one line.
+        """
+        options = dataclasses.replace(options, block_length=self.block_length)
+        return dataclasses.replace(options, cache=resolve_cache(options.cache, self.block_length, self.model))
 
 
 def load_generator(given: str | None, max_length: int | None = None, block_length: int | None = None,
@@ -123,5 +133,6 @@ def trace_json(result: DecodeResult, tokenizer, checkpoint: str, options: Decode
     # The values in effect: a default --steps / --threshold resolved to what the decoder used.
     effective = {**vars(options), "steps": options.total_steps(n_positions), "threshold": options.commit_threshold}
     return {"checkpoint": checkpoint, "options": effective, "forward_passes": result.forward_passes,
+            "positions_computed": result.positions_computed,
             "seconds": round(seconds, 3), "mask_token": tokenizer.mask_token, "eos_token": tokenizer.eos_token,
             "samples": samples}

@@ -40,6 +40,7 @@ import torch
 
 from diffusion import schedules
 from diffusion.checkpoint import DiffusionConfig
+from diffusion.masked.cache import CACHE_MODES, DEFAULT_CACHE, BlockCache, resolve_cache
 from diffusion.masked.logits import masked_logits
 from diffusion.text.sampling import SamplingOptions, sample_tokens
 from diffusion.text.tokens import banned_ids, cut_at_end, decode_text
@@ -104,6 +105,18 @@ class DecodeOptions(SamplingOptions):
         metadata={"help": "Semi-autoregressive: unmask blocks of this many positions, left to right. Default: "
                   f"{EOS_PADDED_BLOCK_LENGTH} for a model trained with --eos-padding, else none; 0 turns blocks off."},
     )
+    cache: str | None = field(
+        default=None,
+        metadata={"help": "Keep the keys and values outside the block from one full pass per block (Fast-dLLM): "
+                  "none | prefix (the left part) | dual (both sides; each step computes only the block). "
+                  f"Default: {DEFAULT_CACHE} when decoding in blocks (same judge perplexity at a fraction of the time, "
+                  "docs/BENCHMARKS.md), else none."},
+    )
+    cache_refresh: int = field(
+        default=0,
+        metadata={"help": "With --cache: also recompute the cache every N steps inside a block (1: every step, the "
+                  "same tokens as --cache none). Default 0: only at the start of each block."},
+    )
     seed: int = field(default=0, metadata={"help": "Random seed: the same seed gives the same output."})
 
     def __post_init__(self) -> None:
@@ -119,6 +132,14 @@ class DecodeOptions(SamplingOptions):
             if self.refine and self.threshold:
                 raise ValueError("--threshold commits tokens for good; it cannot be combined with --refine")
         check_block_length(self.block_length)
+        if self.cache is not None and self.cache not in CACHE_MODES:
+            raise ValueError(f"--cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
+        if self.block_length == 0 and self.cache not in (None, "none"):
+            raise ValueError(f"--cache {self.cache} keeps the positions outside the block being unmasked: it needs "
+                             "blocks, not --block-length 0 (give --block-length 8, say, or --cache none)")
+        if self.cache_refresh < 0:
+            raise ValueError(f"--cache-refresh must be 0 (only at each block's start) or a number of steps, "
+                             f"got {self.cache_refresh}")
 
     @property
     def commit_threshold(self) -> float | None:
@@ -136,7 +157,10 @@ class DecodeOptions(SamplingOptions):
         extra = "".join([f", {self.remasking} remasking" if self.remasking != "low-confidence" else "",
                          ", refine" if self.refine else "",
                          f", threshold {self.commit_threshold}" if self.commit_threshold else "",
-                         f", blocks of {self.block_length}" if self.block_length else ""])
+                         f", blocks of {self.block_length}" if self.block_length else "",
+                         f", {self.cache} cache" if self.cache not in (None, "none") else "",
+                         f" refreshed every {self.cache_refresh} steps" if self.cache not in (None, "none")
+                         and self.cache_refresh else ""])
         steps = f"{self.steps} steps" if self.steps else "one step per position"
         return f"{super().describe()}, {self.schedule} schedule, {steps}{extra}"
 
@@ -156,6 +180,9 @@ def decoding_notes(options: DecodeOptions, n_positions: int, num_samples: int = 
         notes.append(f"note: --k {options.k} has no effect without --sampling topk")
     if options.sampling != "nucleus" and options.p != defaults.p:
         notes.append(f"note: --p {options.p} has no effect without --sampling nucleus")
+    if options.cache_refresh and options.cache in (None, "none"):
+        notes.append(f"note: --cache-refresh {options.cache_refresh} has no effect without a cache "
+                     "(--cache prefix or dual, with --block-length)")
     if greedy and num_samples > 1 and options.remasking == "low-confidence":
         notes.append("note: greedy decoding gives every sample the same text; --sampling topk or nucleus gives "
                      "different ones")
@@ -227,6 +254,8 @@ class DecodeResult:
     trace: list[Step] = field(default_factory=list)
     forward_passes: int = 0
     generate: torch.Tensor | None = None  # (B, L) bool, the generated positions
+    positions_computed: int = 0  # (row, position) pairs sent through the layers, over all passes
+    cache: str = "none"  # the --cache decoded with
 
 
 def prompt_from_ids(tokenizer, prompt_ids: list[int], n_new: int, num_samples: int = 1) -> Prompt:
@@ -321,6 +350,11 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
     passes = 0
 
     threshold = options.commit_threshold
+    # --cache: a full pass at the start of each block keeps every layer's keys and values; the other
+    # steps send only the block (dual) or the block and what follows it (prefix) through the layers.
+    cache = resolve_cache(options.cache, options.block_length, model)
+    kv = BlockCache(model) if cache != "none" else None
+    computed = 0  # (row, position) pairs through the layers
     blocks = _blocks(generate, options.block_length)
     per_block = _steps_per_block(options.steps, [end - start for start, end in blocks])
     for (start, end), block_steps in zip(blocks, per_block, strict=False):
@@ -337,8 +371,18 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
             predict_at = in_block if options.refine else in_block & masked_now  # (B, L)
             if not predict_at.any():
                 break
-            logits = masked_logits(model, x, attention, predict_at)  # (N, V)
+            refresh = k == 0 or (options.cache_refresh and k % options.cache_refresh == 0)
+            if kv is None:
+                logits = masked_logits(model, x, attention, predict_at)  # (N, V)
+                first, last = 0, x.shape[1]
+            elif refresh:
+                logits = kv.full_pass(x, predict_at)  # the same pass, keeping the keys and values
+                first, last = 0, x.shape[1]
+            else:
+                first, last = start, (end if cache == "dual" else x.shape[1])
+                logits = kv.block_pass(x, first, last, predict_at)
             passes += 1
+            computed += x.shape[0] * (last - first)
             tokens, probs = sample_tokens(logits, options.sampling, options.k, options.p, options.temperature,
                                           generator, banned)
             prediction = x.clone()
@@ -384,7 +428,8 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
 
     assert not (generate & (x == mask_id)).any(), "decoding left masks behind"
     texts = [decode_text(tokenizer, row) for row in x.cpu().tolist()]
-    return DecodeResult(ids=x.cpu(), texts=texts, trace=trace, forward_passes=passes, generate=prompt.generate)
+    return DecodeResult(ids=x.cpu(), texts=texts, trace=trace, forward_passes=passes, generate=prompt.generate,
+                        positions_computed=computed, cache=cache)
 
 
 def _texts_complete(x: torch.Tensor, generate: torch.Tensor, mask_id: int, eos_id: int) -> bool:
