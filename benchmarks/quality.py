@@ -424,15 +424,17 @@ def plot_quality_vs_steps(rows: list[dict], path: str) -> bool:
 
 
 def plot_quality_vs_time(rows: list[dict], path: str) -> bool:
-    """The cache grid: judge perplexity against wall time, one point per setting and one for GPT-2.
+    """The cache grid: judge perplexity against wall time, one point per setting and GPT-2's star.
 
-    Marker: the cache; colour: the block length; filled: with --threshold, hollow: one step per position.
+    One panel per --cache-steps value; marker: the cache; colour: the block length; filled: with
+    --threshold, hollow: without.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     diffusion = [r for r in rows if r["generator"] == "diffusion"]
     if not diffusion or diffusion[0]["judge_perplexity"] is None:
@@ -440,30 +442,41 @@ def plot_quality_vs_time(rows: list[dict], path: str) -> bool:
     markers = {"none": "o", "prefix": "s", "dual": "^"}
     lengths = sorted({r["block_length"] for r in diffusion})
     colours = dict(zip(lengths, plt.get_cmap("viridis")(torch.linspace(0.1, 0.85, len(lengths)).tolist()), strict=True))
-    fig, ax = plt.subplots(figsize=(9, 5.2), dpi=100)
-    for r in diffusion:
-        colour = colours[r["block_length"]]
-        ax.scatter([r["wall_s"]], [r["judge_perplexity"]], marker=markers.get(r["cache"], "x"), s=70, zorder=3,
-                   color=colour if r["threshold"] else "white", edgecolors=colour, linewidths=1.6)
-    for r in rows:
-        if r["generator"] == "gpt2":
-            ax.scatter([r["wall_s"]], [r["judge_perplexity"]], marker="*", s=260, color="black", zorder=4)
-        if r["generator"] == "reference":
-            ax.axhline(r["judge_perplexity"], linestyle=":", color="gray")
+    panels = sorted({r["steps"] or 0 for r in diffusion})
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 2.2, 5.2), dpi=100, squeeze=False,
+                             sharex=True, sharey=True)
+    for ax, steps in zip(axes[0], panels, strict=True):
+        for r in diffusion:
+            if (r["steps"] or 0) != steps:
+                continue
+            colour = colours[r["block_length"]]
+            ax.scatter([r["wall_s"]], [r["judge_perplexity"]], marker=markers.get(r["cache"], "x"), s=70, zorder=3,
+                       color=colour if r["threshold"] else "white", edgecolors=colour, linewidths=1.6)
+        for r in rows:
+            if r["generator"] == "gpt2":
+                ax.scatter([r["wall_s"]], [r["judge_perplexity"]], marker="*", s=260, color="black", zorder=4)
+            if r["generator"] == "reference":
+                ax.axhline(r["judge_perplexity"], linestyle=":", color="gray")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):  # plain numbers (5, 10, 20...) rather than powers of ten
+            axis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            axis.set_major_formatter(ScalarFormatter())
+            axis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("wall time for all prompts (s, log)")
+        ax.set_title("one step per position" if not steps else f"{steps} steps in all")
+        ax.grid(alpha=0.3, which="both")
+    axes[0][0].set_ylabel("judge perplexity (log, lower is better)")
+    thresholds = sorted({r["threshold"] for r in diffusion if r["threshold"]})
     handles = [Line2D([], [], marker=m, linestyle="", color="gray", label=f"{c} cache") for c, m in markers.items()]
     handles += [Line2D([], [], marker="o", linestyle="", color=colours[b], label=f"blocks of {b}") for b in lengths]
-    handles += [Line2D([], [], marker="o", linestyle="", color="gray", label="with --threshold (filled)"),
-                Line2D([], [], marker="o", linestyle="", markerfacecolor="white", color="gray",
-                       label="one step per position (hollow)"),
+    handles += [Line2D([], [], marker="o", linestyle="", color="gray",
+                       label="filled: --threshold " + ", ".join(str(t) for t in thresholds)),
+                Line2D([], [], marker="o", linestyle="", markerfacecolor="white", color="gray", label="hollow: no threshold"),
                 Line2D([], [], marker="*", linestyle="", color="black", markersize=14, label="GPT-2, KV cache"),
                 Line2D([], [], linestyle=":", color="gray", label="held-out text")]
-    ax.legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("wall time for all prompts (s, log)")
-    ax.set_ylabel("judge perplexity (log, lower is better)")
-    ax.set_title("Cached block decoding: quality against time")
-    ax.grid(alpha=0.3, which="both")
+    axes[0][-1].legend(handles=handles, fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0))
+    fig.suptitle("Cached block decoding: judge perplexity against wall time")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

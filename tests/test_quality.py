@@ -170,7 +170,7 @@ def test_cache_grid_times_every_cache_and_plots_quality_against_time(checkpoint,
     assert 1 <= gpt2["positions_per_token"] < 3  # its context once, then one position per token
     assert "| positions / token |" in (out / "quality.md").read_text()
     with Image.open(out / "quality_vs_time.png") as png:
-        assert png.size[0] > 800
+        assert png.size == (740, 520)  # one panel (one --cache-steps value) and the legend beside it
     capsys.readouterr()
     assert quality.main(argv[:-2] + ["--output-dir", str(tmp_path / "bad"), "--block-lengths", "0"]) == 2
     assert "--block-lengths must be at least 1" in capsys.readouterr().err and not (tmp_path / "bad").exists()

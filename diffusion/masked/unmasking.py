@@ -109,8 +109,8 @@ class DecodeOptions(SamplingOptions):
         default=None,
         metadata={"help": "Keep the keys and values outside the block from one full pass per block (Fast-dLLM): "
                   "none | prefix (the left part) | dual (both sides; each step computes only the block). "
-                  f"Default: {DEFAULT_CACHE} when decoding in blocks (same judge perplexity at a fraction of the time, "
-                  "docs/BENCHMARKS.md), else none."},
+                  f"Default: {DEFAULT_CACHE} when decoding in blocks (on the bundled model the judge perplexity of no "
+                  "cache, 53.6 against 53.1, in 0.62x the time: docs/BENCHMARKS.md), else none."},
     )
     cache_refresh: int = field(
         default=0,
