@@ -128,6 +128,20 @@ def print_table(rows: list[dict]) -> None:
               f"| {r['repetition_rate']:.2f} | {r['length_words']:.0f} |")
 
 
+def brief_settings(options: DecodeOptions) -> str:
+    """'dual cache, blocks of 8, threshold 0.9, nucleus': what sets the pace, short enough for a panel title
+    (the defaults of schedule, steps and remasking left out; comparison.json has every option)."""
+    defaults = DecodeOptions()
+    parts = [f"{options.cache} cache" if options.cache not in (None, "none") else "no cache",
+             f"blocks of {options.block_length}" if options.block_length else "",
+             f"{options.steps} steps" if options.steps else "",
+             f"threshold {options.commit_threshold}" if options.commit_threshold else "",
+             f"{options.schedule}" if options.schedule != defaults.schedule else "",
+             f"{options.remasking}" if options.remasking != defaults.remasking else "",
+             "refine" if options.refine else "", options.sampling]
+    return ", ".join(p for p in parts if p)
+
+
 def run(argv: list[str]) -> int:
     args, options = parse_args((CompareArguments, DecodeOptions), argv)
     masked_name, masked_why = resolve_model(args.roberta_checkpoint, "--roberta-checkpoint", "masked")
@@ -201,12 +215,13 @@ def run(argv: list[str]) -> int:
     # The race: equal slices of the longer of the two runs.
     times = frame_times(max(d_seconds, causal.seconds), args.num_frames)
     kinds = position_kinds(prompt, tokenizer)
-    d_title = f"Diffusion \u00b7 {os.path.basename(os.path.normpath(masked_name))} \u00b7 {options.describe()}"
+    d_title = f"Diffusion \u00b7 {os.path.basename(os.path.normpath(masked_name))} \u00b7 {brief_settings(options)}"
     c_title = (f"Autoregressive \u00b7 {os.path.basename(os.path.normpath(causal_name))} \u00b7 KV cache, "
                f"{options.sampling}")
     d_note = "fills the [MASK] gaps, seeing the text on both sides" if infill else ""
     c_note = ("left context only: GPT-2 sees just the text before the first [MASK], not what follows" if infill else "")
-    panels = [diffusion_panel(d_title, d_note, tokenizer, result.trace, step_times, kinds, times),
+    panels = [diffusion_panel(d_title, d_note, tokenizer, result.trace, step_times, kinds, times,
+                              forward_passes=result.forward_passes),
               causal_panel(c_title, c_note, gpt2_tokenizer, context, causal, times)]
     frames = render_comparison(panels, times, Style(width=args.width))
 

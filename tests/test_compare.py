@@ -148,6 +148,12 @@ def test_timeline_states(checkpoint, tokenizer):
     decoded, step_times, seconds = timed_decode(model, tokenizer, prompt, DecodeOptions(steps=4))
     assert len(step_times) == len(decoded.trace) == 5 and step_times[0] == 0.0
     assert step_times == sorted(step_times) and step_times[-1] == seconds
+    # cached block passes do not call the model as a whole: every step is still timed
+    prompt = build_prompt(tokenizer, max_length=20)
+    decoded, step_times, seconds = timed_decode(model, tokenizer, prompt, DecodeOptions(block_length=4, cache="dual",
+                                                                                        threshold=0))
+    assert decoded.forward_passes == 18 and len(step_times) == len(decoded.trace) == 19
+    assert step_times == sorted(step_times) and step_times[1] > 0 and step_times[-1] == seconds
 
 
 def _error(capsys, argv, *needles):

@@ -34,6 +34,7 @@ visualize_generation.py, compare_models.py, the benchmarks), checked here and no
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -245,6 +246,7 @@ class Step:
     masked: torch.Tensor  # bool
     revealed: torch.Tensor  # bool: committed in this step
     probs: torch.Tensor  # float: the committed token's probability where revealed, else 0
+    seconds: float = 0.0  # wall time from the start of decode() until this state was ready
 
 
 @dataclass
@@ -346,6 +348,7 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
     x[generate] = mask_id
     attention = torch.ones_like(x)
     zeros_b = torch.zeros_like(x, dtype=torch.bool).cpu()
+    started = time.perf_counter()  # each Step's .seconds; its .cpu() copies wait for the device
     trace = [Step(x.cpu().clone(), (x == mask_id).cpu(), zeros_b, torch.zeros(x.shape))]
     passes = 0
 
@@ -414,7 +417,8 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
             revealed = masked_now & (new_x != mask_id)
             x = new_x
             trace.append(Step(x.cpu().clone(), (x == mask_id).cpu(), revealed.cpu(),
-                              torch.where(revealed, confidence, torch.zeros_like(confidence)).cpu()))
+                              torch.where(revealed, confidence, torch.zeros_like(confidence)).cpu(),
+                              time.perf_counter() - started))
             if threshold is not None and (not (in_block & (x == mask_id)).any()
                                                   or _texts_complete(x, generate, mask_id, tokenizer.eos_token_id)):
                 break  # this block (or every text) is done early: the saving of parallel decoding
@@ -423,7 +427,8 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
             tail = generate & (x == mask_id)
             x = x.masked_fill(tail, tokenizer.eos_token_id)
             # probs 0: filled, not predicted
-            trace.append(Step(x.cpu().clone(), (x == mask_id).cpu(), tail.cpu(), torch.zeros(x.shape)))
+            trace.append(Step(x.cpu().clone(), (x == mask_id).cpu(), tail.cpu(), torch.zeros(x.shape),
+                              time.perf_counter() - started))
             break
 
     assert not (generate & (x == mask_id)).any(), "decoding left masks behind"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import torch
 from PIL import Image, ImageDraw
 
 from diffusion.device import synchronize
@@ -29,37 +28,21 @@ from diffusion.viz.rendering import MUTED, TITLE_COLOR, Piece, Style, font, step
 
 
 # -------------------------------------------------------------------------- the diffusion side
-class _PassClock:
-    """The model, plus the time at which each forward pass *started*.
-
-    decode() appends step k's state to its trace just before pass k + 1 begins, so the start of
-    pass k + 1 is when step k's state was ready (the last one: when decode returns).
-    """
-
-    def __init__(self, model, started: float, device: torch.device):
-        self._model, self._started, self._device = model, started, device
-        self.starts: list[float] = []
-
-    def __call__(self, *args, **kwargs):
-        synchronize(self._device)
-        self.starts.append(time.perf_counter() - self._started)
-        return self._model(*args, **kwargs)
-
-    def __getattr__(self, name):  # eval(), parameters(), get_output_embeddings(), config ...
-        return getattr(self._model, name)
-
-
 def timed_decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> tuple[DecodeResult, list[float], float]:
-    """decode(), and for every trace entry the seconds after which it was ready (entry 0: 0.0)."""
+    """decode(), and for every trace entry the seconds after which it was ready (entry 0: 0.0).
+
+    The decoder stamps each state as it records it (Step.seconds), whatever kind of pass made it
+    (a full pass, or a cached block pass that never calls the model as a whole).
+    """
     device = next(model.parameters()).device
     synchronize(device)
     started = time.perf_counter()
-    clock = _PassClock(model, started, device)
-    result = decode(clock, tokenizer, prompt, options)
+    result = decode(model, tokenizer, prompt, options)
     synchronize(device)
     seconds = time.perf_counter() - started
-    # Every pass adds one trace entry (len(trace) = passes + 1); entry k is ready when pass k + 1 starts.
-    step_times = [0.0] + clock.starts[1:] + [seconds] if clock.starts else [0.0]
+    step_times = [0.0] + [min(step.seconds, seconds) for step in result.trace[1:]]
+    if len(step_times) > 1:
+        step_times[-1] = seconds  # the last state counts as ready when decode() returns, with its texts
     return result, step_times, seconds
 
 
@@ -95,11 +78,12 @@ def _clock(t: float, total: float) -> str:
 
 
 def diffusion_panel(title: str, note: str, tokenizer, trace, step_times: list[float], kinds: list[str],
-                    times: list[float], row: int = 0) -> Panel:
+                    times: list[float], row: int = 0, forward_passes: int | None = None) -> Panel:
     """The diffusion model at each moment of ``times``: its latest finished step of ``trace`` (row ``row``).
 
     Its status counts the text's tokens only: the generated positions before the first committed
-    ``</s>`` (the tail after it is dropped, and drawn as one end mark).
+    ``</s>`` (the tail after it is dropped, and drawn as one end mark).  ``forward_passes`` (the
+    decoder's count) caps the passes shown: the step that fills an ended text's tail is no pass.
     """
     n_steps = len(trace) - 1
     total = step_times[-1]
@@ -112,7 +96,7 @@ def diffusion_panel(title: str, note: str, tokenizer, trace, step_times: list[fl
         pieces = step_pieces(token_strings(tokenizer, ids), masked, revealed, kinds, tokenizer.eos_token)
         done, n_text = _text_counts(ids, masked, kinds, tokenizer.eos_token_id)
         status = (f"{_clock(t, total)} \u00b7 step {s} / {n_steps} \u00b7 {done} / {n_text} tokens "
-                  f"\u00b7 {s} forward passes")
+                  f"\u00b7 {s if forward_passes is None else min(s, forward_passes)} forward passes")
         frames.append(PanelFrame(pieces, status, done / n_text if n_text else 1.0))
         previous = s
     return Panel(title, note, frames)
