@@ -257,8 +257,8 @@ def run(argv: list[str]) -> int:
     # first-call allocation.
     warm = prompt_from_ids(tokenizer, prompt_ids[0], args.max_new_tokens, samples)
     for cache in sorted({options.cache or "none" for _, _, options in settings} | {"none"}):
-        block_length = args.block_length or min(8, args.max_new_tokens) if cache != "none" else args.block_length
-        decode(model, tokenizer, warm, DecodeOptions(steps=4, block_length=block_length, cache=cache))
+        blocks = args.block_length if cache == "none" else (args.block_length or min(8, args.max_new_tokens))
+        decode(model, tokenizer, warm, DecodeOptions(steps=4, block_length=blocks, cache=cache))
     generate_causal(gpt2, gpt2_tokenizer, causal_context(gpt2_tokenizer, prompt_texts[0]), 4, num_samples=samples)
 
     plan = [("reference", "held-out text", {}, None)]

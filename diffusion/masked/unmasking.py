@@ -374,12 +374,9 @@ def decode(model, tokenizer, prompt: Prompt, options: DecodeOptions) -> DecodeRe
             predict_at = in_block if options.refine else in_block & masked_now  # (B, L)
             if not predict_at.any():
                 break
-            refresh = k == 0 or (options.cache_refresh and k % options.cache_refresh == 0)
-            if kv is None:
-                logits = masked_logits(model, x, attention, predict_at)  # (N, V)
-                first, last = 0, x.shape[1]
-            elif refresh:
-                logits = kv.full_pass(x, predict_at)  # the same pass, keeping the keys and values
+            if kv is None or k == 0 or (options.cache_refresh and k % options.cache_refresh == 0):
+                # the whole window (with a cache: the same pass, keeping every layer's keys and values)
+                logits = kv.full_pass(x, predict_at) if kv else masked_logits(model, x, attention, predict_at)  # (N, V)
                 first, last = 0, x.shape[1]
             else:
                 first, last = start, (end if cache == "dual" else x.shape[1])
