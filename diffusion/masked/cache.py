@@ -54,6 +54,13 @@ def cache_support(model) -> str | None:
     return None
 
 
+def needs_blocks(cache: str, block_length: int | None) -> str:
+    """The one-line error for a cache without blocks (block_length 0 as given, or None: the model has none)."""
+    given = ", not --block-length 0" if block_length == 0 else ""
+    return (f"--cache {cache} keeps the positions outside the block being unmasked: it needs blocks "
+            f"(--block-length 8, say){given}, or --cache none")
+
+
 def resolve_cache(requested: str | None, block_length: int | None, model) -> str:
     """The cache mode to decode with: as asked (checked), or the default for these blocks and this model.
 
@@ -63,8 +70,7 @@ def resolve_cache(requested: str | None, block_length: int | None, model) -> str
         return DEFAULT_CACHE if block_length and cache_support(model) is None else "none"
     if requested != "none":
         if not block_length:
-            raise ValueError(f"--cache {requested} keeps the positions outside the block being unmasked: it needs "
-                             "blocks (--block-length 8, say), or --cache none")
+            raise ValueError(needs_blocks(requested, block_length))
         reason = cache_support(model)
         if reason:
             raise ValueError(reason)

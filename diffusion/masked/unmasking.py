@@ -41,7 +41,7 @@ import torch
 
 from diffusion import schedules
 from diffusion.checkpoint import DiffusionConfig
-from diffusion.masked.cache import CACHE_MODES, DEFAULT_CACHE, BlockCache, resolve_cache
+from diffusion.masked.cache import CACHE_MODES, DEFAULT_CACHE, BlockCache, needs_blocks, resolve_cache
 from diffusion.masked.logits import masked_logits
 from diffusion.text.sampling import SamplingOptions, sample_tokens
 from diffusion.text.tokens import banned_ids, cut_at_end, decode_text
@@ -136,8 +136,7 @@ class DecodeOptions(SamplingOptions):
         if self.cache is not None and self.cache not in CACHE_MODES:
             raise ValueError(f"--cache must be one of {', '.join(CACHE_MODES)}, got {self.cache!r}")
         if self.block_length == 0 and self.cache not in (None, "none"):
-            raise ValueError(f"--cache {self.cache} keeps the positions outside the block being unmasked: it needs "
-                             "blocks, not --block-length 0 (give --block-length 8, say, or --cache none)")
+            raise ValueError(needs_blocks(self.cache, 0))
         if self.cache_refresh < 0:
             raise ValueError(f"--cache-refresh must be 0 (only at each block's start) or a number of steps, "
                              f"got {self.cache_refresh}")
