@@ -15,6 +15,7 @@ i+1).  Two failure modes show up at once:
   and passes almost no gradient, so training stalls.
 
 A model that reads its context has heads in between, with much weight on the neighbours.
+experiments/layer_analysis.py draws the same statistics (and what each layer predicts) as heat maps.
 """
 
 from __future__ import annotations
@@ -27,36 +28,12 @@ import sys
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-import torch  # noqa: E402
 from transformers import AutoModelForMaskedLM  # noqa: E402
 
 from data_collator import VariableMaskingCollator  # noqa: E402
 from diffusion.checkpoint import load_tokenizer, usable_length  # noqa: E402
+from diffusion.masked.analysis import attention_stats  # noqa: E402
 from diffusion.text.data import load_raw_datasets  # noqa: E402
-
-
-@torch.no_grad()
-def attention_stats(model, batches) -> tuple[torch.Tensor, torch.Tensor, float]:
-    """-> (entropy (layers, heads), neighbour share (layers, heads), mean log(L)), averaged over real queries."""
-    entropy_sum = neighbour_sum = None
-    queries, log_len_sum = 0, 0.0
-    for batch in batches:
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_attentions=True)
-        real = batch["attention_mask"].bool()  # (B, L)
-        lengths = real.sum(-1)  # (B,)
-        probs = torch.stack(out.attentions, dim=1)  # (B, layers, heads, L, L)
-        entropy = -(probs * probs.clamp_min(1e-12).log()).sum(-1)  # (B, layers, heads, L)
-        neighbour = probs.diagonal(offset=1, dim1=-2, dim2=-1)  # (B, layers, heads, L-1): query i -> key i+1
-        neighbour = torch.nn.functional.pad(neighbour, (0, 1)) + torch.nn.functional.pad(
-            probs.diagonal(offset=-1, dim1=-2, dim2=-1), (1, 0))  # + query i -> key i-1
-        weight = real[:, None, None, :].float()  # average over real query positions only
-        e = (entropy * weight).sum((0, 3))
-        n = (neighbour * weight).sum((0, 3))
-        entropy_sum = e if entropy_sum is None else entropy_sum + e
-        neighbour_sum = n if neighbour_sum is None else neighbour_sum + n
-        queries += int(real.sum())
-        log_len_sum += float((lengths.float().log() * lengths).sum())
-    return entropy_sum / queries, neighbour_sum / queries, log_len_sum / queries
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     collator = VariableMaskingCollator(tokenizer, mask_levels=(args.mask_rate,), seed=0)
     batches = [collator([{"input_ids": ids} for ids in rows[i:i + 32]]) for i in range(0, len(rows), 32)]
 
-    entropy, neighbour, log_len = attention_stats(model, batches)
+    stats = attention_stats(model, batches)  # per layer and head, over real queries
+    entropy, neighbour, log_len = stats.entropy, stats.neighbour, stats.log_length
     print(f"{args.checkpoint}: attention entropy per head (nats; uniform = {log_len:.2f}, one key = 0) "
           f"and [share of weight on the neighbours i-1, i+1]")
     for layer in range(entropy.shape[0]):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, fields
 
 from diffusion.hub import go_offline_if_unreachable
@@ -129,6 +130,14 @@ def model_folders_near(name: str, limit: int = 3) -> list[str]:
     return sorted(found, key=lambda f: (-difflib.SequenceMatcher(None, name, f).ratio(), f))[:limit]
 
 
+def model_folders_in(parent: str) -> list[str]:
+    """The subfolders of ``parent`` that hold a model, in step order (checkpoint-500 before checkpoint-1000)."""
+    if not parent or not os.path.isdir(parent):
+        return []
+    names = [n for n in os.listdir(parent) if os.path.isfile(os.path.join(parent, n, "config.json"))]
+    return sorted(names, key=lambda n: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", n)])
+
+
 def _shown(path: str) -> str:
     """A path as a person types it here: relative when below the current folder, else absolute."""
     relative = os.path.relpath(path)
@@ -145,8 +154,12 @@ def _load_error(kind: str, name: str, err: Exception, offline_hint: str = "") ->
     first_line = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
     if os.path.isdir(name):
         return ModelLoadError(f"cannot load a {kind} from folder {name!r}: {first_line}")
+    # A folder next to existing ones (results/checkpoint-1000 after a 500-step run): name those.
+    parent = os.path.dirname(os.path.normpath(os.path.expanduser(name)))
+    siblings = model_folders_in(parent)
     near = model_folders_near(name)
-    listed = f"; folders that hold a model: {', '.join(near)}" if near else ""
+    listed = (f"; {parent}/ holds {', '.join(siblings)}" if siblings else
+              f"; folders that hold a model: {', '.join(near)}" if near else "")
     if _looks_local(name):
         return ModelLoadError(f"{kind} folder {name!r} does not exist{listed}")
     bundled = _shown(BUNDLED_CAUSAL_MODEL if kind == "causal LM" else BUNDLED_MASKED_MODEL)
