@@ -31,7 +31,7 @@ sys.path.insert(0, REPO)
 from transformers import AutoModelForMaskedLM  # noqa: E402
 
 from data_collator import VariableMaskingCollator  # noqa: E402
-from diffusion.checkpoint import load_tokenizer, usable_length  # noqa: E402
+from diffusion.checkpoint import load_tokenizer, quiet_loading, usable_length  # noqa: E402
 from diffusion.masked.analysis import attention_stats  # noqa: E402
 from diffusion.text.data import load_raw_datasets  # noqa: E402
 
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: checkpoint folder {args.checkpoint!r} does not exist", file=sys.stderr)
         return 2
 
+    quiet_loading()
     tokenizer = load_tokenizer(args.checkpoint)
     # "eager" attention: SDPA does not return the weights.
     try:

@@ -12,10 +12,12 @@ One room per kind of diffusion, over a shared core (read the core first):
     hub.py          the Hugging Face Hub probe: offline in one line instead of minutes of retries
 
     masked/         masked (absorbing-state) text diffusion: mask levels, the per-level trainer,
-                    logits at masked positions, the unmasking decoder, what the generation scripts share
+                    logits at masked positions, the unmasking decoder and its cache, what the
+                    generation scripts share, the analysis of a model layer by layer
     text/           text in general: data loading, tokenizer, fresh text models, token sampling,
                     token strings, quality metrics, the autoregressive (causal) baseline
-    viz/            pictures: frames and GIFs of a trajectory, loss curves, the side-by-side race
+    viz/            pictures: frames and GIFs of a trajectory, loss curves, the side-by-side race,
+                    the reports of experiments/
 
 Import rules (checked by tests/test_layout.py): nothing here imports a top-level file of the
 repository (config.py, data_collator.py or a script); the trainer is handed its collator, as

@@ -2,7 +2,7 @@
 
 Import rules (DESIGN.md, README "How it works"):
 * no script imports another script (a script: any .py outside diffusion/ and tests/ with a
-  ``if __name__ == "__main__":`` block, at the top level or in benchmarks/, models/, data/);
+  ``if __name__ == "__main__":`` block, at the top level or in benchmarks/, experiments/, models/, data/);
 * nothing under diffusion/ imports a top-level file of the repository (config.py, data_collator.py,
   a script) or a script of a subfolder;
 * config.py and data_collator.py import only the library (of the repository's own code).
@@ -68,6 +68,7 @@ def test_the_rules_see_the_whole_repository():
     """The walk finds the scripts and the library it is meant to check (a rule over nothing passes anything)."""
     assert {"train", "generate", "visualize_generation", "compare_models"} <= set(SCRIPTS.values())
     assert {"quality", "generation_speed", "bundle_model", "build_tokenizer"} <= set(SCRIPTS.values())
+    assert {"masking_viz", "predictions_by_level", "schedule_comparison", "layer_analysis"} <= set(SCRIPTS.values())
     assert {"config", "data_collator"} <= TOP_LEVEL and "config" not in SCRIPTS.values()
     assert os.path.join("diffusion", "schedules.py") in LIBRARY and len(LIBRARY) > 20
 
