@@ -42,7 +42,7 @@ from diffusion.masked.analysis import layer_statistics  # noqa: E402
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level  # noqa: E402
 from diffusion.paths import TRAINED_MODEL  # noqa: E402
 from diffusion.text.data import held_out_documents  # noqa: E402
-from diffusion.viz.report import check_report_dir, matplotlib_pyplot, write_report  # noqa: E402
+from diffusion.viz.report import ReportArguments, matplotlib_pyplot, write_report  # noqa: E402
 
 
 @dataclass
@@ -57,8 +57,6 @@ class LayerArguments:
     batch_size: int = field(default=32, metadata={"help": "Documents per forward pass."})
     heads_level: float = field(default=0.5, metadata={"help": "The masking level whose per-head attention is drawn."})
     seed: int = field(default=0, metadata={"help": "Seed of the masks."})
-    output_dir: str = field(default="results/experiments/layer_analysis", metadata={"help": "Where the outputs go."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier report in --output-dir."})
 
     def __post_init__(self) -> None:
         bad = [level for level in self.levels if not 0.0 < level <= 1.0]
@@ -118,8 +116,8 @@ def figure(name: str, levels: list[float], lens: list, heads, heads_level: float
 
 
 def run(argv: list[str]) -> int:
-    (args,) = parse_args((LayerArguments,), argv)
-    check_report_dir(args.output_dir, args.overwrite)
+    args, report = parse_args((LayerArguments, ReportArguments), argv)
+    folder = report.checked_folder("layer_analysis")
     name, why = resolve_model(args.checkpoint, "--checkpoint", "masked")
     quiet_loading()
     model, tokenizer, config = load_checkpoint(name, "masked")
@@ -181,7 +179,7 @@ def run(argv: list[str]) -> int:
             "attention": {format_level(lv): {"entropy": s.entropy.tolist(), "distance": s.distance.tolist(),
                                              "neighbour_share": s.neighbour.tolist(), "uniform_entropy": s.log_length,
                                              "uniform_distance": s.uniform_distance} for lv, s in heads.items()}}
-    paths = write_report(args.output_dir, {"layer_analysis.png": fig}, table, data)
+    paths = write_report(folder, {"layer_analysis.png": fig}, table, data)
     print(f"\nwrote {', '.join(paths)}")
     return 0
 

@@ -39,7 +39,7 @@ from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level  # noqa: E
 from diffusion.paths import BUNDLED_TOKENIZER  # noqa: E402
 from diffusion.text.data import held_out_documents  # noqa: E402
 from diffusion.text.tokens import token_strings  # noqa: E402
-from diffusion.viz.report import check_report_dir, matplotlib_pyplot, write_report  # noqa: E402
+from diffusion.viz.report import ReportArguments, matplotlib_pyplot, write_report  # noqa: E402
 
 TIMES = (0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0)  # where the alpha(t) table is read
 
@@ -57,8 +57,6 @@ class MaskingVizArguments:
     length: int = field(default=64, metadata={"help": "Positions to generate for those curves."})
     tokenizer: str = field(default=BUNDLED_TOKENIZER, metadata={"help": "Tokenizer folder (default: the bundled one)."})
     seed: int = field(default=0, metadata={"help": "Seed of the collator's masks."})
-    output_dir: str = field(default="results/experiments/masking_viz", metadata={"help": "Where the PNG and tables go."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier report in --output-dir."})
 
     def __post_init__(self) -> None:
         bad = [level for level in self.levels if not 0.0 < level <= 1.0]
@@ -149,8 +147,8 @@ def figure(pieces: list[str], rows: list[dict], rates: list[float], args: Maskin
 
 
 def run(argv: list[str]) -> int:
-    (args,) = parse_args((MaskingVizArguments,), argv)
-    check_report_dir(args.output_dir, args.overwrite)
+    args, report = parse_args((MaskingVizArguments, ReportArguments), argv)
+    folder = report.checked_folder("masking_viz")
     tokenizer = load_tokenizer(args.tokenizer)
     docs = held_out_documents(tokenizer, max(args.rate_docs, args.example + 1), 1)
     examples = [d for d in docs if len(d) >= args.min_tokens]
@@ -187,7 +185,7 @@ def run(argv: list[str]) -> int:
             "alpha": {name: dict(zip(map(str, TIMES), schedules.alpha(name, torch.tensor(TIMES, dtype=torch.float64))
                                      .tolist(), strict=True)) for name in schedules.available_schedules()},
             "still_masked_after_step": counts, "steps": args.steps, "length": args.length}
-    paths = write_report(args.output_dir, {"masking_viz.png": fig}, table, data)
+    paths = write_report(folder, {"masking_viz.png": fig}, table, data)
     print(f"\nwrote {', '.join(paths)}")
     return 0
 

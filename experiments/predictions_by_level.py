@@ -37,7 +37,7 @@ from diffusion.masked.levels import format_level  # noqa: E402
 from diffusion.paths import TRAINED_MODEL  # noqa: E402
 from diffusion.text.data import held_out_documents  # noqa: E402
 from diffusion.text.tokens import token_strings  # noqa: E402
-from diffusion.viz.report import check_report_dir, matplotlib_pyplot, write_report  # noqa: E402
+from diffusion.viz.report import ReportArguments, matplotlib_pyplot, write_report  # noqa: E402
 
 
 @dataclass
@@ -52,8 +52,6 @@ class PredictionArguments:
                                 metadata={"help": "Masking levels (fractions in (0, 1])."})
     top_k: int = field(default=5, metadata={"help": "Guesses shown per masked position."})
     seed: int = field(default=0, metadata={"help": "Seed of the (nested) masks."})
-    output_dir: str = field(default="results/experiments/predictions_by_level", metadata={"help": "Where the outputs go."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier report in --output-dir."})
 
     def __post_init__(self) -> None:
         check_text("--text", self.text)
@@ -110,8 +108,8 @@ def figure(pieces: list[str], levels: list[float], results: list[dict], name: st
 
 
 def run(argv: list[str]) -> int:
-    (args,) = parse_args((PredictionArguments,), argv)
-    check_report_dir(args.output_dir, args.overwrite)
+    args, report = parse_args((PredictionArguments, ReportArguments), argv)
+    folder = report.checked_folder("predictions_by_level")
     name, why = resolve_model(args.checkpoint, "--checkpoint", "masked")
     quiet_loading()
     model, tokenizer, _ = load_checkpoint(name, "masked")
@@ -156,7 +154,7 @@ def run(argv: list[str]) -> int:
     print(table)
     fig = figure(pieces, args.levels, results, f"{name}: {tokenizer.decode(ids)}")
     data = {"checkpoint": name, "text": tokenizer.decode(ids), "ids": ids, "tokens": pieces, "levels": results}
-    paths = write_report(args.output_dir, {"predictions_by_level.png": fig}, table, data)
+    paths = write_report(folder, {"predictions_by_level.png": fig}, table, data)
     print(f"\nwrote {', '.join(paths)}")
     return 0
 

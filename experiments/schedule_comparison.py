@@ -48,7 +48,7 @@ from diffusion.text.data import held_out_documents  # noqa: E402
 from diffusion.text.metrics import check_judge, distinct_n, judge_perplexity  # noqa: E402
 from diffusion.text.sampling import SamplingOptions  # noqa: E402
 from diffusion.text.tokens import cut_at_end  # noqa: E402
-from diffusion.viz.report import check_report_dir, matplotlib_pyplot, write_report  # noqa: E402
+from diffusion.viz.report import ReportArguments, matplotlib_pyplot, write_report  # noqa: E402
 
 
 @dataclass
@@ -68,8 +68,6 @@ class ScheduleArguments:
                                                                      "0: none)."})
     judge: str | None = field(default=None, metadata={"help": "A causal LM (not the generator) for judge perplexity."})
     seed: int = field(default=0, metadata={"help": "Seed of the first prompt's samples."})
-    output_dir: str = field(default="results/experiments/schedule_comparison", metadata={"help": "Where the outputs go."})
-    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier report in --output-dir."})
 
     def __post_init__(self) -> None:
         for name in self.schedules:
@@ -119,8 +117,8 @@ def figure(rows: list[dict], reference: dict, args: ScheduleArguments, judged: b
 
 
 def run(argv: list[str]) -> int:
-    args, sampling = parse_args((ScheduleArguments, SamplingOptions), argv)
-    check_report_dir(args.output_dir, args.overwrite)
+    args, sampling, report = parse_args((ScheduleArguments, SamplingOptions, ReportArguments), argv)
+    folder = report.checked_folder("schedule_comparison")
     if args.judge:
         check_judge(args.judge, {"diffusion": resolve_model(args.checkpoint, "--checkpoint", "masked")[0]})
     quiet_loading()
@@ -195,7 +193,7 @@ def run(argv: list[str]) -> int:
     fig = figure(rows, reference, args, judge is not None, base.block_length)
     data = {"checkpoint": generator.checkpoint, "sampling": sampling.describe(), "block_length": base.block_length,
             "prompts": [tokenizer.decode(p) for p in prompt_ids], "rows": rows, "held_out": reference}
-    paths = write_report(args.output_dir, {"schedule_comparison.png": fig}, table, data)
+    paths = write_report(folder, {"schedule_comparison.png": fig}, table, data)
     print(f"\nwrote {', '.join(paths)}")
     return 0
 

@@ -1,8 +1,9 @@
 """An experiment's outputs, written all or nothing into one folder: its figures, the table it printed, its numbers.
 
-    check_report_dir(args.output_dir, args.overwrite)        # before any model loads
+    args, report = parse_args((LayerArguments, ReportArguments), argv)   # diffusion/cli.py
+    folder = report.checked_folder("layer_analysis")          # before any model loads
     ...
-    write_report(args.output_dir, {"layers.png": fig}, table_text, data)
+    write_report(folder, {"layer_analysis.png": fig}, table_text, data)
 
 The folder is filled under a temporary name and swapped in at the end, so a failure half-way
 leaves an earlier report as it was, and ``--overwrite`` replaces it only once the new one is
@@ -14,9 +15,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import dataclass, field
 
 TABLE_NAME = "table.md"  # the printed table, as written to the terminal
 DATA_NAME = "data.json"  # every number the figures show
+EXPERIMENTS_DIR = os.path.join("results", "experiments")  # relative to where the script is run, like results/
+
+
+@dataclass
+class ReportArguments:
+    """The output flags every experiment shares."""
+
+    output_dir: str | None = field(default=None, metadata={
+        "help": "Where the figure, table.md and data.json go. Default: results/experiments/<experiment name>."})
+    overwrite: bool = field(default=False, metadata={"help": "Replace an earlier report in --output-dir."})
+
+    def checked_folder(self, experiment: str) -> str:
+        """The report folder (--output-dir, else results/experiments/EXPERIMENT), checked by check_report_dir."""
+        folder = self.output_dir or os.path.join(EXPERIMENTS_DIR, experiment)
+        check_report_dir(folder, self.overwrite)
+        return folder
 
 
 def matplotlib_pyplot():
