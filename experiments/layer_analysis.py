@@ -75,13 +75,12 @@ def heat_map(ax, values: torch.Tensor, rows: list[str], cols: list[str], title: 
     image = ax.imshow(values.numpy(), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto")
     ax.set_xticks(range(len(cols)), labels=cols)
     ax.set_yticks(range(len(rows)), labels=rows)
-    span = (vmax if vmax is not None else float(values.max())) - (vmin if vmin is not None else float(values.min()))
-    low = vmin if vmin is not None else float(values.min())
     for r in range(values.shape[0]):
         for c in range(values.shape[1]):
             v = float(values[r, c])
-            dark = span > 0 and (v - low) / span > 0.55
-            ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=7.5, color="white" if dark else "black")
+            red, green, blue, _ = image.cmap(image.norm(v))
+            dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5  # white text on dark cells, black on light
+            ax.text(c, r, format(v, fmt), ha="center", va="center", fontsize=8, color="white" if dark else "black")
     ax.set_title(title)
     ax.figure.colorbar(image, ax=ax, fraction=0.046, pad=0.03, label=label)
 
