@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import run_script
 
 import generate
 from diffusion.checkpoint import DEFAULT_MODELS
@@ -247,18 +245,16 @@ def test_sample_tokens_rules():
 
 
 # ------------------------------------------------------------------------------- the CLI
-def test_cli_prints_samples_and_json(checkpoint):
-    proc = run_script([sys.executable, "generate.py", "--checkpoint", checkpoint, "--num-samples", "2",
-                       "--steps", "4", "--show-steps"])
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"model: {checkpoint} (from --checkpoint)" in proc.stdout
-    assert "[1] " in proc.stdout and "[2] " in proc.stdout and "[3] " not in proc.stdout
-    assert "step   0: [MASK] [MASK]" in proc.stdout
-    assert "4 forward passes" in proc.stdout
-    proc = run_script([sys.executable, "generate.py", "--checkpoint", checkpoint, "--json", "--steps", "4",
-                       "--num-samples", "2", "--prefix", "dog:", "--threshold", "0.9"])
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    data = json.loads(proc.stdout)
+def test_cli_prints_samples_and_json(checkpoint, capsys):
+    assert generate.main(["--checkpoint", checkpoint, "--num-samples", "2", "--steps", "4", "--show-steps"]) == 0
+    out = capsys.readouterr().out
+    assert f"model: {checkpoint} (from --checkpoint)" in out
+    assert "[1] " in out and "[2] " in out and "[3] " not in out
+    assert "step   0: [MASK] [MASK]" in out
+    assert "4 forward passes" in out
+    assert generate.main(["--checkpoint", checkpoint, "--json", "--steps", "4", "--num-samples", "2",
+                          "--prefix", "dog:", "--threshold", "0.9"]) == 0
+    data = json.loads(capsys.readouterr().out)  # --json: stdout is the JSON and nothing else
     assert len(data["samples"]) == 2 and data["forward_passes"] <= 4
     steps = data["samples"][0]["steps"]
     assert len(steps) == data["forward_passes"] + 1
