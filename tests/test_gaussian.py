@@ -1,0 +1,148 @@
+"""diffusion/gaussian/process.py against diffusers' schedulers (the test oracle), and its own invariants.
+
+diffusers is a test dependency only: given the same betas (``trained_betas``), its ``add_noise``,
+a DDPM step with the same noise and DDIM steps at eta 0 and 1 with the same ``variance_noise``
+must agree with ours to 1e-6 in float64.  Index map (process.py's docstring): diffusers' step
+index i is our step k = i + 1.
+"""
+
+from __future__ import annotations
+
+import diffusers  # a test dependency only (requirements-dev.txt)
+import pytest
+import torch
+
+from diffusion import schedules
+from diffusion.gaussian.process import GaussianProcess, guided
+
+N = 50
+SHAPES = [(3, 5, 4), (2, 1, 4, 4)]  # token embeddings (B, L, d) and images (B, C, H, W)
+
+
+
+def _in_float64(scheduler, process: GaussianProcess):
+    """diffusers stores trained_betas in float32; the comparison is made in float64 (same betas)."""
+    scheduler.betas = process.betas[1:].clone()
+    scheduler.alphas = 1.0 - scheduler.betas
+    scheduler.alphas_cumprod = torch.cumprod(scheduler.alphas, dim=0)
+    if hasattr(scheduler, "final_alpha_cumprod"):
+        scheduler.final_alpha_cumprod = torch.tensor(1.0, dtype=torch.float64)
+    return scheduler
+
+
+def _ddpm(process: GaussianProcess):
+    return diffusers.DDPMScheduler(num_train_timesteps=N, trained_betas=process.betas[1:].numpy(),
+                                   clip_sample=False, prediction_type="epsilon")
+
+
+@pytest.mark.parametrize("schedule", schedules.available_schedules())
+def test_alphas_cumprod_and_add_noise_match_diffusers(schedule):
+    process = GaussianProcess(schedule, N)
+    oracle = _ddpm(process)
+    # diffusers' alphas_cumprod[i] (its own float32) is the value after step i: our alpha_bar[i + 1],
+    # which is the schedule core's alpha_bar at t = (i + 1) / N.
+    assert torch.allclose(oracle.alphas_cumprod.double(), process.alpha_bar[1:], atol=1e-6)
+    t = torch.arange(1, N + 1, dtype=torch.float64) / N
+    assert torch.allclose(process.alpha_bar[1:-1], schedules.alpha_bar(schedule, t)[:-1], atol=1e-9)
+    oracle = _in_float64(oracle, process)
+    g = torch.Generator().manual_seed(0)
+    for shape in SHAPES:
+        x0, noise = torch.randn(shape, generator=g, dtype=torch.float64), torch.randn(shape, generator=g, dtype=torch.float64)
+        i = torch.randint(0, N, (shape[0],), generator=g)
+        expected = oracle.add_noise(x0, noise, i)
+        assert torch.allclose(process.q_sample(x0, i + 1, noise), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_a_ddpm_step_with_the_same_noise_matches_diffusers(schedule):
+    process = GaussianProcess(schedule, N)
+    oracle = _in_float64(_ddpm(process), process)
+    oracle.set_timesteps(N)
+    g = torch.Generator().manual_seed(1)
+    for shape in SHAPES:
+        x_t = torch.randn(shape, generator=g, dtype=torch.float64)
+        eps = torch.randn(shape, generator=g, dtype=torch.float64)
+        for i in (N - 1, N // 2, 1, 0):  # i = 0: the last step, which adds no noise
+            seed = 100 + i
+            expected = oracle.step(eps, i, x_t, generator=torch.Generator().manual_seed(seed)).prev_sample
+            noise = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+            x0 = process.x0_from_eps(x_t, i + 1, eps)
+            got = process.ddpm_step(x_t, i + 1, x0, noise)
+            assert torch.allclose(got, expected, atol=1e-6), (shape, i)
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_ddim_sampling_matches_diffusers_at_eta_0_and_1(eta):
+    """A whole 10-step DDIM run (diffusers' "trailing" spacing is our grid: N, N - N/n, ..., N/n),
+    with a fixed fake denoiser and the same variance_noise at every step."""
+    process = GaussianProcess("cosine", N)
+    oracle = diffusers.DDIMScheduler(num_train_timesteps=N, trained_betas=process.betas[1:].numpy(),
+                                     clip_sample=False, set_alpha_to_one=True, timestep_spacing="trailing")
+    oracle = _in_float64(oracle, process)
+    oracle.set_timesteps(10)
+    ours = process.ddim_steps(10)
+    assert [int(t) + 1 for t in oracle.timesteps] == ours  # diffusers' timestep t is our step t + 1
+    g = torch.Generator().manual_seed(2)
+    shape = SHAPES[0]
+    x_ours = x_theirs = torch.randn(shape, generator=g, dtype=torch.float64)
+    eps_of = lambda x, k: torch.tanh(x) * 0.5 + 0.01 * k  # noqa: E731  a deterministic stand-in for a model
+    for n, k in enumerate(ours):
+        k_prev = ours[n + 1] if n + 1 < len(ours) else 0
+        noise = torch.randn(shape, generator=g, dtype=torch.float64)
+        x_theirs = oracle.step(eps_of(x_theirs, k), k - 1, x_theirs, eta=eta, variance_noise=noise).prev_sample
+        x0 = process.x0_from_eps(x_ours, k, eps_of(x_ours, k))
+        x_ours = process.ddim_step(x_ours, k, k_prev, x0, eta=eta, noise=noise)
+        assert torch.allclose(x_ours, x_theirs, atol=1e-6), (eta, k)
+
+
+def test_q_sample_has_the_mean_and_variance_of_its_formula():
+    process = GaussianProcess("linear", 100)
+    x0 = torch.full((20000, 2), 3.0, dtype=torch.float64)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    for k in (10, 50, 100):
+        x = process.q_sample(x0, k, noise)
+        a = float(process.alpha_bar[k])
+        assert float(x.mean()) == pytest.approx(3.0 * a ** 0.5, abs=0.03)
+        assert float(x.var()) == pytest.approx(1.0 - a, abs=0.03)
+
+
+def test_conversions_invert_each_other_for_every_shape():
+    process = GaussianProcess("cosine", N)
+    g = torch.Generator().manual_seed(4)
+    for shape in SHAPES:
+        x0, eps = torch.randn(shape, generator=g, dtype=torch.float64), torch.randn(shape, generator=g, dtype=torch.float64)
+        k = torch.randint(1, N + 1, (shape[0],), generator=g)
+        x_t = process.q_sample(x0, k, eps)
+        assert torch.allclose(process.x0_from_eps(x_t, k, eps), x0, atol=1e-8)
+        assert torch.allclose(process.eps_from_x0(x_t, k, x0), eps, atol=1e-6)
+        assert torch.allclose(process.x0_from_v(x_t, k, process.v_from(x0, k, eps)), x0, atol=1e-8)
+        assert torch.allclose(process.x0_from("x0", x_t, k, x0), x0)
+
+
+def test_ddim_at_eta_0_is_deterministic_and_eta_1_one_step_is_the_ddpm_posterior():
+    process = GaussianProcess("linear", N)
+    x_t, x0 = torch.randn(2, 3, dtype=torch.float64), torch.randn(2, 3, dtype=torch.float64)
+    a = process.ddim_step(x_t, 20, 10, x0, eta=0.0)
+    assert torch.equal(a, process.ddim_step(x_t, 20, 10, x0, eta=0.0))
+    noise = torch.randn(2, 3, dtype=torch.float64)
+    assert torch.allclose(process.ddim_step(x_t, 20, 19, x0, eta=1.0, noise=noise),
+                          process.ddpm_step(x_t, 20, x0, noise), atol=1e-10)
+    # k_prev = 0 lands on the predicted clean data exactly.
+    assert torch.allclose(process.ddim_step(x_t, 5, 0, x0, eta=0.0), x0, atol=1e-12)
+
+
+def test_bad_steps_and_eta_are_refused():
+    process = GaussianProcess("linear", N)
+    x = torch.zeros(1, 2)
+    for call, message in ((lambda: process.ddim_steps(0), "1..50"), (lambda: process.ddim_steps(N + 1), "1..50"),
+                          (lambda: process.ddim_step(x, 10, 5, x, eta=1.5, noise=x), r"\[0, 1\]"),
+                          (lambda: process.ddpm_step(x, N + 1, x, x), "1..50"),
+                          (lambda: process.x0_from("score", x, 1, x), "epsilon, x0, v")):
+        with pytest.raises(ValueError, match=message):
+            call()
+
+
+def test_classifier_free_guidance_mix():
+    cond, uncond = torch.tensor([2.0]), torch.tensor([1.0])
+    assert guided(cond, uncond, 1.0).item() == 2.0 and guided(cond, uncond, 0.0).item() == 1.0
+    assert guided(cond, uncond, 3.0).item() == 4.0
