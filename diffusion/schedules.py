@@ -84,6 +84,20 @@ def _exponential(t: torch.Tensor) -> torch.Tensor:
     return (torch.exp(-_EXP_K * t) - math.exp(-_EXP_K)) / (1 - math.exp(-_EXP_K))
 
 
+# Diffusion-LM (Li et al. 2022, Appendix A): alpha_bar(t) = 1 - sqrt(t + s), s = 1e-4, for Gaussian
+# diffusion over embeddings. The noise rises steeply at once (alpha_bar(0.01) = 0.91), so even
+# early steps are hard enough to teach the model; with the cosine schedule most steps are
+# nearly clean and the rounding of embeddings to tokens learns little. Divided by its value at
+# t = 0 so that alpha(0) = 1 exactly, and 0 from t = 1 - s on (where 1 - sqrt(t + s) would go
+# negative): the ratios alpha_bar(t_i+1) / alpha_bar(t_i), hence the DDPM betas, are Diffusion-LM's.
+_SQRT_S = 1e-4
+
+
+@register_schedule("sqrt", "Diffusion-LM: alpha_bar(t) = 1 - sqrt(t + 1e-4), noisy from the first steps")
+def _sqrt(t: torch.Tensor) -> torch.Tensor:
+    return ((1.0 - torch.sqrt(t + _SQRT_S)) / (1.0 - math.sqrt(_SQRT_S))).clamp_min(0.0)
+
+
 def available_schedules() -> list[str]:
     """Names of the registered schedules, in registration order."""
     return list(_REGISTRY)

@@ -16,6 +16,8 @@ import torch
 from conftest import REPO
 from PIL import Image
 
+from diffusion import schedules
+
 
 def _script(name: str):
     path = os.path.join(REPO, "experiments", f"{name}.py")
@@ -49,7 +51,7 @@ def test_masking_viz_masks_at_every_level_and_draws_the_schedules(tmp_path, caps
     for level, rate in data["measured_rate"].items():
         assert abs(rate - float(level)) < 0.03  # stochastic rounding: exact in expectation
     assert data["still_masked_after_step"]["linear"] == [28, 24, 20, 16, 12, 8, 4, 0]
-    assert set(data["still_masked_after_step"]) == {"linear", "cosine", "exponential"}
+    assert set(data["still_masked_after_step"]) == set(schedules.available_schedules())
     assert data["alpha"]["cosine"]["0.0"] == 1.0 and data["alpha"]["cosine"]["1.0"] == 0.0
     assert "  1.0 | " in printed and "linear      |  28  24  20" in printed
     # A second run does not replace the report silently.
@@ -143,8 +145,7 @@ def test_schedule_comparison_decodes_every_schedule_and_scores_it(checkpoint, ju
     printed = capsys.readouterr().out
     data = _report(out, "schedule_comparison.png")
     rows = data["rows"]
-    assert [(r["steps"], r["schedule"]) for r in rows] == [(s, n) for s in (2, 8)
-                                                           for n in ("linear", "cosine", "exponential")]
+    assert [(r["steps"], r["schedule"]) for r in rows] == [(s, n) for s in (2, 8) for n in schedules.available_schedules()]
     for r in rows:
         assert len(r["revealed_per_step"]) == r["steps"] and sum(r["revealed_per_step"]) == pytest.approx(8)
         assert r["forward_passes_per_prompt"] == r["steps"]  # threshold 0: the schedule exactly

@@ -10,8 +10,16 @@ from diffusion import schedules
 ALL = schedules.available_schedules()
 
 
-def test_registry_has_the_three_documented_schedules():
-    assert {"linear", "cosine", "exponential"} <= set(ALL)
+def test_registry_has_the_documented_schedules():
+    assert {"linear", "cosine", "exponential", "sqrt"} <= set(ALL)
+
+
+def test_sqrt_gives_the_betas_of_diffusion_lm():
+    """improved-diffusion's betas_for_alpha_bar with Diffusion-LM's lambda t: 1 - sqrt(t + 0.0001)."""
+    n = 2000
+    raw = lambda t: 1 - math.sqrt(t + 0.0001)  # noqa: E731
+    theirs = [min(1 - raw((i + 1) / n) / raw(i / n), 0.999) for i in range(n)]
+    assert torch.allclose(schedules.betas_for_alpha_bar("sqrt", n), torch.tensor(theirs, dtype=torch.float64), atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ALL)
