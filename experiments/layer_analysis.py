@@ -19,8 +19,9 @@ model, a Hub id).  Per masking level and layer (diffusion/masked/analysis.py):
   statistics at 15% masking as a plateau check.
 
 It prints the tables and writes ``layer_analysis.png`` (heat maps), ``table.md`` and ``data.json``
-into ``--output-dir`` (results/experiments/layer_analysis).  A folder that does not exist is one
-line naming the checkpoints that do.
+into ``--output-dir`` (default results/experiments/layer_analysis-<model folder>, e.g.
+layer_analysis-results-checkpoint-1000: one report per checkpoint).  A folder that does not exist
+is one line naming the checkpoints that do.
 """
 
 from __future__ import annotations
@@ -116,8 +117,8 @@ def figure(name: str, levels: list[float], lens: list, heads, heads_level: float
 
 def run(argv: list[str]) -> int:
     args, report = parse_args((LayerArguments, ReportArguments), argv)
-    folder = report.checked_folder("layer_analysis")
     name, why = resolve_model(args.checkpoint, "--checkpoint", "masked")
+    folder = report.checked_folder("layer_analysis", name)
     quiet_loading()
     model, tokenizer, config = load_checkpoint(name, "masked")
     model.set_attn_implementation("eager")  # SDPA does not return the attention weights

@@ -15,7 +15,7 @@ whole text and is often right; at 100% it sees only the length and guesses what 
 Without ``--checkpoint`` it uses results/final-model if present, else the bundled
 models/masked-base.  It writes ``predictions_by_level.png`` (one column per level: the top
 guess at each masked position, green where right), ``table.md`` and ``data.json`` into
-``--output-dir`` (results/experiments/predictions_by_level).
+``--output-dir`` (results/experiments/predictions_by_level-<model folder>).
 """
 
 from __future__ import annotations
@@ -109,8 +109,8 @@ def figure(pieces: list[str], levels: list[float], results: list[dict], name: st
 
 def run(argv: list[str]) -> int:
     args, report = parse_args((PredictionArguments, ReportArguments), argv)
-    folder = report.checked_folder("predictions_by_level")
     name, why = resolve_model(args.checkpoint, "--checkpoint", "masked")
+    folder = report.checked_folder("predictions_by_level", name)
     quiet_loading()
     model, tokenizer, _ = load_checkpoint(name, "masked")
     model.eval()

@@ -21,7 +21,7 @@ then runs within each block.  Per setting it reports:
 
 It prints the table and writes ``schedule_comparison.png`` (tokens revealed per step at
 ``--show-steps`` steps; quality and diversity against steps), ``table.md`` and ``data.json``
-into ``--output-dir`` (results/experiments/schedule_comparison).
+into ``--output-dir`` (results/experiments/schedule_comparison-<model folder>).
 """
 
 from __future__ import annotations
@@ -118,9 +118,10 @@ def figure(rows: list[dict], reference: dict, args: ScheduleArguments, judged: b
 
 def run(argv: list[str]) -> int:
     args, sampling, report = parse_args((ScheduleArguments, SamplingOptions, ReportArguments), argv)
-    folder = report.checked_folder("schedule_comparison")
+    name, _ = resolve_model(args.checkpoint, "--checkpoint", "masked")
+    folder = report.checked_folder("schedule_comparison", name)
     if args.judge:
-        check_judge(args.judge, {"diffusion": resolve_model(args.checkpoint, "--checkpoint", "masked")[0]})
+        check_judge(args.judge, {"diffusion": name})
     quiet_loading()
     generator = load_generator(args.checkpoint, args.prompt_tokens + args.max_new_tokens + 2, args.block_length)
     model, tokenizer = generator.model.eval(), generator.tokenizer

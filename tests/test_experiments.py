@@ -77,6 +77,17 @@ def test_predictions_by_level_shows_top_guesses_at_nested_masks(checkpoint, tmp_
     assert "top 3 guesses (probability)" in printed and "top-1 accuracy at 1.0" in printed
 
 
+def test_reports_on_two_models_go_to_two_folders(checkpoint, tmp_path, monkeypatch, capsys):
+    """Without --output-dir, the model's folder names the report: checkpoint-500 and final-model do not collide."""
+    monkeypatch.chdir(tmp_path)
+    script = _script("predictions_by_level")
+    assert script.main(["--checkpoint", checkpoint, "--levels", "1.0"]) == 0
+    parent = os.path.basename(os.path.dirname(checkpoint))
+    assert (tmp_path / "results" / "experiments" / f"predictions_by_level-{parent}-final-model" / "data.json").is_file()
+    assert script.main(["--checkpoint", checkpoint, "--levels", "1.0"]) == 2  # the same model again: refused
+    assert "pass --overwrite" in capsys.readouterr().err
+
+
 def _identity_last_layer(checkpoint: str, path) -> str:
     """The micro model with its last layer made the identity (post-LN RoBERTa: zero the two output
     projections, so LN(0 + x) = x for the already normalised x) and uniform attention (zero query

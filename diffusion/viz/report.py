@@ -27,12 +27,20 @@ class ReportArguments:
     """The output flags every experiment shares."""
 
     output_dir: str | None = field(default=None, metadata={
-        "help": "Where the figure, table.md and data.json go. Default: results/experiments/<experiment name>."})
+        "help": "Where the figure, table.md and data.json go. Default: results/experiments/<experiment>, "
+                "with the model's folder appended for an experiment on a model (layer_analysis-results-checkpoint-500)."})
     overwrite: bool = field(default=False, metadata={"help": "Replace an earlier report in --output-dir."})
 
-    def checked_folder(self, experiment: str) -> str:
-        """The report folder (--output-dir, else results/experiments/EXPERIMENT), checked by check_report_dir."""
-        folder = self.output_dir or os.path.join(EXPERIMENTS_DIR, experiment)
+    def checked_folder(self, experiment: str, model: str | None = None) -> str:
+        """The report folder, checked by check_report_dir: --output-dir, else results/experiments/EXPERIMENT,
+        suffixed with the last two parts of ``model``'s path so that two checkpoints get two reports."""
+        folder = self.output_dir
+        if not folder:
+            name = experiment
+            if model:
+                parts = [p for p in os.path.normpath(os.path.expanduser(model)).split(os.sep) if p not in ("", ".")]
+                name += "-" + "-".join(parts[-2:])
+            folder = os.path.join(EXPERIMENTS_DIR, name)
         check_report_dir(folder, self.overwrite)
         return folder
 
