@@ -137,21 +137,18 @@ def _lens_sums(states: list[torch.Tensor], batch: dict, final_norm, head) -> tup
     return torch.stack(rows), int(masked.sum())
 
 
-def logit_lens(model, batches) -> LensStats:
-    """Read each layer's hidden state through the output head at the masked positions of ``batches``.
-
-    Each batch is a collator output: ``input_ids`` with ``<mask>``, ``attention_mask``, ``labels``
-    (the original id where masked, -100 elsewhere).  A layer whose state already gives the final
-    prediction has agreement 1 and KL 0: the layers after it refine nothing (at that level).
-    Averages are over all masked positions of all batches.
-    """
-    return layer_statistics(model, batches, attention=False)[0]
-
-
 @torch.no_grad()
 def layer_statistics(model, batches, lens: bool = True, attention: bool = True
                      ) -> tuple[LensStats | None, AttentionStats | None]:
-    """The logit lens and the attention statistics of ``batches`` from one forward pass per batch."""
+    """The logit lens and the attention statistics of ``batches``, from one forward pass per batch.
+
+    Each batch is a collator output: ``input_ids`` with ``<mask>``, ``attention_mask``, ``labels``
+    (the original id where masked, -100 elsewhere).  The lens reads each layer's hidden state
+    through the output head at the masked positions: a layer whose state already gives the final
+    prediction has agreement 1 and KL 0, and the layers after it refine nothing (at that level).
+    Averages are over all masked positions (lens) and real query positions (attention) of all
+    batches.  ``attention`` needs a model that returns its weights (eager attention).
+    """
     _, final_norm, head = _lens_parts(model)
     lens_sums, masked = None, 0
     att_sums, queries, log_len, uniform = None, 0, 0.0, 0.0
