@@ -15,8 +15,8 @@ One room per kind of diffusion, over a shared core (read the core first):
                     logits at masked positions, the unmasking decoder and its cache, what the
                     generation scripts share, the analysis of a model layer by layer
     gaussian/       the Gaussian process for tensors of any shape (q_sample, epsilon/x0/v, DDPM and
-                    DDIM steps, classifier-free guidance), checked against diffusers; the Gaussian
-                    text and image objectives are to stand on it
+                    DDIM steps, classifier-free guidance), checked against diffusers, and the
+                    denoiser of Gaussian text; its training and sampling are still to come
     text/           text in general: data loading, tokenizer, fresh text models, token sampling,
                     token strings, quality metrics, the autoregressive (causal) baseline
     viz/            pictures: frames and GIFs of a trajectory, loss curves, the side-by-side race,

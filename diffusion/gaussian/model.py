@@ -1,0 +1,133 @@
+"""The denoiser of Gaussian text diffusion: noisy token embeddings in, the clean embeddings (x0) out.
+
+    config = GaussianTextConfig(vocab_size=len(tokenizer), embedding_dim=32, max_position_embeddings=64)
+    model = GaussianTextModel(config)
+    e = model.embed(input_ids)                                  # (B, L, d): the space that is diffused
+    x0_hat = model(x_t, steps, attention_mask, self_condition)   # (B, L, d)
+    logits = model.rounding_logits(x0_hat)                       # (B, L, V): back to tokens
+
+Diffusion-LM (Li et al. 2022) in the layout of this project:
+
+* tokens live in a *learned* embedding space of small dimension d (the table is trained with the
+  denoiser; Diffusion-LM used 16-128), up-projected to the Transformer's width H;
+* the Transformer encoder (pre-LN, PyTorch's ``nn.TransformerEncoder``) sees learned positions and
+  a sinusoidal embedding of the diffusion step k, and attends only to real positions
+  (``attention_mask``: 1 = attend);
+* it predicts x0 (Diffusion-LM's choice: an epsilon-predicting model rounds badly), down-projected
+  to d; ``rounding_logits`` scores a vector against every row of the embedding table (the
+  rounding of Diffusion-LM, the table tied to the input embedding);
+* with ``self_conditioning`` (Chen et al. 2022, "Analog Bits") the previous estimate of x0 is a
+  second input, concatenated to x_t feature-wise; zeros when there is none.
+
+The model is a plain callable of the Gaussian process (diffusion/gaussian/process.py): it never
+adds noise or takes a sampling step itself.  It is a ``PreTrainedModel`` registered with
+``AutoConfig`` / ``AutoModel``, so ``save_pretrained`` / ``AutoModel.from_pretrained(DIR)``,
+Trainer, EMA and DDP treat it like any transformers model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
+
+
+class GaussianTextConfig(PretrainedConfig):
+    model_type = "gaussian-text-diffusion"
+
+    def __init__(self, vocab_size: int = 8192, embedding_dim: int = 32, hidden_size: int = 256,
+                 num_hidden_layers: int = 4, num_attention_heads: int = 4, intermediate_size: int = 1024,
+                 max_position_embeddings: int = 64, hidden_dropout_prob: float = 0.1,
+                 self_conditioning: bool = True, pad_token_id: int = 1, **kwargs):
+        super().__init__(pad_token_id=pad_token_id, **kwargs)
+        if hidden_size % num_attention_heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
+        self.vocab_size = vocab_size
+        self.embedding_dim = embedding_dim
+        self.hidden_size = hidden_size
+        self.num_hidden_layers = num_hidden_layers
+        self.num_attention_heads = num_attention_heads
+        self.intermediate_size = intermediate_size
+        self.max_position_embeddings = max_position_embeddings
+        self.hidden_dropout_prob = hidden_dropout_prob
+        self.self_conditioning = self_conditioning
+
+
+def step_embedding(steps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """(B,) integer or float steps -> (B, dim) sinusoids (the timestep embedding of DDPM / improved-diffusion)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32, device=steps.device) / half)
+    args = steps.float()[:, None] * freqs[None]
+    out = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+    return F.pad(out, (0, dim % 2))
+
+
+class GaussianTextModel(PreTrainedModel):
+    config_class = GaussianTextConfig
+    base_model_prefix = "gaussian_text"
+    main_input_name = "x_t"
+
+    def __init__(self, config: GaussianTextConfig):
+        super().__init__(config)
+        d, h = config.embedding_dim, config.hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, d)
+        inputs = 2 * d if config.self_conditioning else d  # [x_t, previous x0 estimate]
+        self.input_up = nn.Sequential(nn.Linear(inputs, h), nn.Tanh(), nn.Linear(h, h))
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, h)
+        self.step_mlp = nn.Sequential(nn.Linear(h, 4 * h), nn.SiLU(), nn.Linear(4 * h, h))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        layer = nn.TransformerEncoderLayer(h, config.num_attention_heads, config.intermediate_size,
+                                           config.hidden_dropout_prob, activation="gelu", batch_first=True,
+                                           norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, config.num_hidden_layers, norm=nn.LayerNorm(h),
+                                             enable_nested_tensor=False)
+        self.output_down = nn.Sequential(nn.Linear(h, h), nn.Tanh(), nn.Linear(h, d))
+        self.post_init()
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=1.0 if module is self.word_embeddings else 0.02)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """(B, L) ids -> (B, L, d): the clean x_0 of the Gaussian process."""
+        return self.word_embeddings(input_ids)
+
+    def rounding_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, L, d) -> (B, L, V): each vector scored against every token's embedding (dot product)."""
+        return F.linear(x, self.word_embeddings.weight)
+
+    def forward(self, x_t: torch.Tensor, steps: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                self_condition: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t (B, L, d) at diffusion steps (B,) -> the predicted x0 (B, L, d).
+
+        attention_mask (B, L): 1 where a position is real (attended), 0 for padding.
+        self_condition (B, L, d): the previous x0 estimate (self-conditioning), zeros when None.
+        """
+        batch, length, _ = x_t.shape
+        if length > self.config.max_position_embeddings:
+            raise ValueError(f"{length} positions, the model has {self.config.max_position_embeddings}")
+        if self.config.self_conditioning:
+            if self_condition is None:
+                self_condition = torch.zeros_like(x_t)
+            x_t = torch.cat([x_t, self_condition], dim=-1)  # (B, L, 2d)
+        h = self.input_up(x_t)  # (B, L, H)
+        h = h + self.position_embeddings(torch.arange(length, device=h.device))[None]
+        h = h + self.step_mlp(step_embedding(steps, self.config.hidden_size))[:, None, :]
+        h = self.dropout(h)
+        padding = None if attention_mask is None else ~attention_mask.bool()  # True = ignore (PyTorch's convention)
+        h = self.encoder(h, src_key_padding_mask=padding)
+        return self.output_down(h)
+
+
+AutoConfig.register(GaussianTextConfig.model_type, GaussianTextConfig)
+AutoModel.register(GaussianTextConfig, GaussianTextModel)
