@@ -76,17 +76,18 @@ def checkpoint_problem(folder: str) -> str | None:
                     json.load(f)
             except (OSError, json.JSONDecodeError) as err:
                 return f"{json_name} is unreadable ({err})"
-    weights = os.path.join(folder, "model.safetensors")
-    if os.path.isfile(weights):
+    if not os.path.isfile(os.path.join(folder, "model.safetensors")) and \
+            not os.path.isfile(os.path.join(folder, "pytorch_model.bin")):
+        return "the weights (model.safetensors) are missing"
+    # The weights, and whatever else a resume reads in that format (ema.safetensors of --use-ema).
+    for file in sorted(f for f in os.listdir(folder) if f.endswith(".safetensors")):
         from safetensors import safe_open
 
         try:
-            with safe_open(weights, "pt") as f:  # checks the header against the file's size
+            with safe_open(os.path.join(folder, file), "pt") as f:  # checks the header against the file's size
                 f.keys()
         except Exception as err:  # SafetensorError
-            return f"model.safetensors is unreadable ({str(err).splitlines()[0][:120]})"
-    elif not os.path.isfile(os.path.join(folder, "pytorch_model.bin")):
-        return "the weights (model.safetensors) are missing"
+            return f"{file} is unreadable ({str(err).splitlines()[0][:120]})"
     for required in ("optimizer.pt", "scheduler.pt"):
         if not os.path.isfile(os.path.join(folder, required)):
             return f"{required} is missing"

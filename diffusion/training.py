@@ -184,3 +184,65 @@ class FirstStepCallback(TrainerCallback):
         if not self.done:
             self.done = True
             self.action()
+
+
+class EMACallback(TrainerCallback):
+    """An exponential moving average of the weights, kept beside the trained ones (``--use-ema``).
+
+    After every optimizer step, for every trainable parameter p (float32 shadow copy e):
+
+        decay_n = min(decay, (1 + n) / (10 + n))        n = the global step (warm-up)
+        e = decay_n * e + (1 - decay_n) * p
+
+    Polyak averaging as DDPM, improved-diffusion and DiT sample from it; the warm-up (the one of
+    TensorFlow's ExponentialMovingAverage with num_updates) keeps a short CPU run from sampling
+    an average dominated by the random init, which a fixed 0.9999 would be for its first
+    thousands of steps.  The shadow is saved in every checkpoint as ``ema.safetensors`` and read
+    back on ``--resume``; :meth:`copy_to` puts it into a model (for the final save and sampling).
+    """
+
+    FILE = "ema.safetensors"
+
+    def __init__(self, decay: float = 0.9999):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"--ema-decay must lie in (0, 1), got {decay}")
+        self.decay = decay
+        self.shadow: dict[str, torch.Tensor] | None = None
+
+    @staticmethod
+    def _params(model) -> dict[str, torch.Tensor]:
+        while hasattr(model, "module"):  # DDP / accelerate wrappers
+            model = model.module
+        return {name: p for name, p in model.named_parameters() if p.requires_grad}
+
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        params = self._params(model)
+        saved = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}", self.FILE)
+        if state.global_step > 0 and os.path.isfile(saved):  # a resumed run: its average goes on
+            from safetensors.torch import load_file
+
+            self.shadow = {k: v.to(params[k].device) for k, v in load_file(saved).items()}
+        elif self.shadow is None:
+            self.shadow = {k: p.detach().float().clone() for k, p in params.items()}
+
+    @torch.no_grad()
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        d = self.decay_at(state.global_step)
+        for name, p in self._params(model).items():
+            self.shadow[name].mul_(d).add_(p.detach().float(), alpha=1.0 - d)
+
+    def on_save(self, args, state, control, **kwargs):
+        if self.shadow is not None and state.is_world_process_zero:
+            from safetensors.torch import save_file
+
+            folder = os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}")
+            save_file({k: v.contiguous().cpu() for k, v in self.shadow.items()}, os.path.join(folder, self.FILE))
+
+    @torch.no_grad()
+    def copy_to(self, model) -> None:
+        """Overwrite ``model``'s trainable parameters with the average."""
+        for name, p in self._params(model).items():
+            p.copy_(self.shadow[name].to(p.dtype))
