@@ -83,6 +83,11 @@ class ScheduleArguments:
             raise ValueError(f"--show-steps {self.show_steps} is not one of --steps {self.steps}")
 
 
+def _shown(value: float | None, width: int) -> str:
+    """A perplexity in the table, or '-' where there was nothing to score (every text empty)."""
+    return f"{value:{width}.1f}" if value is not None else "-".rjust(width)
+
+
 def figure(rows: list[dict], reference: dict, args: ScheduleArguments, judged: bool, blocks: int | None):
     plt = matplotlib_pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
@@ -102,8 +107,10 @@ def figure(rows: list[dict], reference: dict, args: ScheduleArguments, judged: b
                                    strict=True):
         for name in args.schedules:
             points = [r for r in rows if r["schedule"] == name]
-            ax.plot([r["steps"] for r in points], [r[k] for r in points], marker="o", label=name)
-        ax.axhline(reference[k], color="gray", linestyle=":", label="held-out text")
+            ax.plot([r["steps"] for r in points], [math.nan if r[k] is None else r[k] for r in points],
+                    marker="o", label=name)
+        if reference[k] is not None:
+            ax.axhline(reference[k], color="gray", linestyle=":", label="held-out text")
         ax.set_xscale("log", base=2)
         ax.set_xticks(args.steps, labels=[str(s) for s in args.steps])
         ax.set_xlabel("diffusion steps (forward passes)")
@@ -174,16 +181,16 @@ def run(argv: list[str]) -> int:
                    "revealed_per_step": [round(v / len(prompt_ids), 3) for v in revealed],
                    "example": contexts[0] + texts[0]}
             rows.append(row)
-            print(f"{steps:>3} steps, {schedule:<11} pseudo-perplexity {row['pseudo_perplexity']:8.1f}"
-                  + (f"  judge perplexity {row['judge_perplexity']:8.1f}" if judge else "")
+            print(f"{steps:>3} steps, {schedule:<11} pseudo-perplexity {_shown(row['pseudo_perplexity'], 8)}"
+                  + (f"  judge perplexity {_shown(row['judge_perplexity'], 8)}" if judge else "")
                   + f"  distinct-2 {row['distinct_2']:.3f}  e.g. {row['example']!r}")
 
     lines = ["steps | schedule    | pseudo-ppl | " + ("judge ppl | " if judge else "")
              + "distinct-2 | tokens | revealed per step", "----- | ----------- | ---------- | "
              + ("--------- | " if judge else "") + "---------- | ------ | -----------------"]
     for r in rows:
-        lines.append(f"{r['steps']:>5} | {r['schedule']:<11} | {r['pseudo_perplexity']:10.1f} | "
-                     + (f"{r['judge_perplexity']:9.1f} | " if judge else "")
+        lines.append(f"{r['steps']:>5} | {r['schedule']:<11} | {_shown(r['pseudo_perplexity'], 10)} | "
+                     + (f"{_shown(r['judge_perplexity'], 9)} | " if judge else "")
                      + f"{r['distinct_2']:10.3f} | {r['length_tokens']:6.1f} | "
                      + " ".join(f"{v:g}" for v in r["revealed_per_step"]))
     lines.append("    - | held-out    | " + f"{reference['pseudo_perplexity']:10.1f} | "
