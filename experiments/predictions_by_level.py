@@ -122,10 +122,14 @@ def run(argv: list[str]) -> int:
             raise ValueError(f"--example {args.example}: the held-out split has only {len(docs)} documents of 12 tokens")
         ids = docs[args.example]
     limit = (usable_length(model) or 512) - 2
-    ids = ids[:min(limit, 40)]  # <s> text </s> must fit; 40 tokens keep the picture readable
+    keep = min(limit, 40)  # <s> text </s> must fit; 40 tokens keep the picture readable
+    cut = len(ids) > keep
+    ids_all, ids = len(ids), ids[:keep]
     pieces = token_strings(tokenizer, ids)
     masks = nested_masks(len(ids), args.levels, args.seed)
     print(f"model: {name} ({why})")
+    if cut:
+        print(f"note: the text has {ids_all} tokens; its first {keep} are used")
     print(f'text ({len(ids)} tokens): "{tokenizer.decode(ids)}"')
 
     results, lines = [], []
