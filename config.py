@@ -26,7 +26,8 @@ from transformers import TrainingArguments
 from diffusion import schedules
 from diffusion.cli import drop_flags, flag_names, flag_value, parse_args
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS
-from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_DATASET, BUNDLED_MLM_MODEL
+from diffusion.gaussian.sampling import SAMPLERS
+from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_DATASET, BUNDLED_GAUSSIAN_MODEL, BUNDLED_MLM_MODEL
 from diffusion.text.models import MODEL_PRESETS
 
 MODEL_CONFIG_PRESETS = tuple(MODEL_PRESETS)  # tiny, small
@@ -86,6 +87,56 @@ QUICK_TEST_FROM_SCRATCH_ARGS = [
     "--learning_rate", "1e-3",  # later flags win
     "--max_steps", "500",
 ]
+# The Gaussian quick test: continue the bundled Gaussian base (models/gaussian-base) on the same
+# corpus -> results-gaussian/, with the per-noise-level loss before and after (docs/GAUSSIAN_TEXT.md).
+QUICK_TEST_GAUSSIAN_ARGS = [
+    "--model", BUNDLED_GAUSSIAN_MODEL,
+    *_QUICK_TEST_COMMON,
+    "--output_dir", "results-gaussian",
+    "--learning_rate", "1e-4",
+    "--warmup_steps", "0.1",
+    "--max_steps", "400",
+    "--logging_steps", "25",
+    "--eval_strategy", "steps",
+    "--eval_steps", "100",
+    "--max-eval-samples", "300",
+    "--save_steps", "400",
+]
+# --quick-test --objective gaussian --from-scratch (or with no bundled base): a fresh tiny denoiser.
+QUICK_TEST_GAUSSIAN_FROM_SCRATCH_ARGS = [
+    "--model-config", "tiny",
+    *QUICK_TEST_GAUSSIAN_ARGS[2:],
+    "--learning_rate", "1e-3",
+]
+# python train.py --objective gaussian: a fresh tiny denoiser on the bundled corpus, on a GPU when
+# there is one (seed 001's `python main.py --epochs 50 --use-ema --amp --sampler ddim --ddim-steps 100`).
+FULL_GAUSSIAN_ARGS = [
+    "--model-config", "tiny",
+    "--output_dir", "results-gaussian-full",
+    "--max-length", "64",
+    "--per_device_train_batch_size", "64",
+    "--per_device_eval_batch_size", "128",
+    "--train_sampling_strategy", "group_by_length",
+    "--learning_rate", "1e-3",
+    "--warmup_steps", "1000",
+    "--weight_decay", "0.01",
+    "--num_train_epochs", "3",
+    "--logging_steps", "100",
+    "--eval_strategy", "steps",
+    "--eval_steps", "1000",
+    "--save_steps", "1000",
+    "--save_total_limit", "3",
+    "--max-eval-samples", "500",
+    "--ddp_find_unused_parameters", "false",
+]
+# Seed 001's flags (../shared/seeds/001), accepted as they are: alias -> this toolkit's flag.
+SEED_ALIASES = {"--epochs": "--num_train_epochs", "--grad-clip": "--max_grad_norm",
+                "--grad-accum": "--gradient_accumulation_steps", "--ckpt-dir": "--output_dir"}
+# The flags that only the Gaussian objective reads, and those that only the masked one reads.
+GAUSSIAN_FLAGS = {"--diffusion-steps", "--embedding-dim", "--no-self-conditioning", "--self-conditioning-rate",
+                  "--fixed-text-rate", "--sampler", "--ddim-steps"}
+MASKED_FLAGS = {"--mask-levels", "--eval-mask-levels", "--rate-sampling", "--mask-rate-per", "--prefix-len",
+                "--eos-padding", "--loss-weighting"}
 # The full default: fine-tune roberta-base (needs the Hugging Face Hub, or a local copy).
 FULL_ARGS = [
     "--model", "roberta-base",
@@ -113,7 +164,9 @@ class ModelArguments:
     objective: str = field(
         default="masked",
         metadata={"help": "masked: the diffusion objective (variable-rate masking). causal: a GPT-2-style "
-                  "left-to-right model on the same tokenizer and data, the baseline to compare against."},
+                  "left-to-right model on the same tokenizer and data, the baseline to compare against. "
+                  "gaussian: Gaussian noise on learned token embeddings, denoised by a Transformer "
+                  "(Diffusion-LM; docs/GAUSSIAN_TEXT.md)."},
     )
     model: str | None = field(
         default=None,
@@ -160,8 +213,8 @@ class ModelArguments:
     )
 
     def __post_init__(self) -> None:
-        if self.objective not in ("masked", "causal"):
-            raise ValueError(f"--objective must be 'masked' or 'causal', got {self.objective!r}")
+        if self.objective not in ("masked", "causal", "gaussian"):
+            raise ValueError(f"--objective must be 'masked', 'causal' or 'gaussian', got {self.objective!r}")
         if self.model_config is not None and self.model_config not in MODEL_CONFIG_PRESETS:
             raise ValueError(f"--model-config must be one of {', '.join(MODEL_CONFIG_PRESETS)}, got {self.model_config!r}")
         if self.model is not None and self.model_config is not None:
@@ -252,7 +305,9 @@ class DiffusionArguments:
     )
     schedule: str = field(
         default="linear",
-        metadata={"help": f"Noise schedule for --rate-sampling continuous: {', '.join(schedules.available_schedules())}."},
+        metadata={"help": f"Noise schedule for --rate-sampling continuous, and the alpha_bar(t) of --objective "
+                  f"gaussian (default there: sqrt, or the loaded checkpoint's): "
+                  f"{', '.join(schedules.available_schedules())}."},
     )
     mask_rate_per: str = field(
         default="example",
@@ -295,6 +350,53 @@ class DiffusionArguments:
 
 
 @dataclass
+class GaussianArguments:
+    """The flags of --objective gaussian (diffusion/gaussian/); the schedule is --schedule."""
+
+    diffusion_steps: int = field(
+        default=1000,
+        metadata={"help": "N, the discrete steps of the Gaussian process (a loaded Gaussian checkpoint keeps its own)."},
+    )
+    embedding_dim: int | None = field(
+        default=None,
+        metadata={"help": "With --model-config: the size d of the learned token embeddings that are diffused "
+                  "(default 32; Diffusion-LM used 16-128)."},
+    )
+    no_self_conditioning: bool = field(
+        default=False,
+        metadata={"help": "With --model-config: build the denoiser without the self-conditioning input (Chen et al. 2022)."},
+    )
+    self_conditioning_rate: float = field(
+        default=0.5, metadata={"help": "Share of training batches that feed a first pass's x0 estimate back in."}
+    )
+    fixed_text_rate: float = field(
+        default=0.5,
+        metadata={"help": "Share of training rows in which a prefix or scattered tokens stay clean and unscored, "
+                  "so that the model continues (--prefix) and fills in (--text) given text."},
+    )
+    sampler: str = field(
+        default="ddim", metadata={"help": "ddpm | ddim: the sampler of the texts written during training."}
+    )
+    ddim_steps: int | None = field(
+        default=None,
+        metadata={"help": "Steps of --sampler ddim for the texts written during training (default 50, or all when fewer)."},
+    )
+
+    def __post_init__(self) -> None:
+        if self.diffusion_steps < 1:
+            raise ValueError(f"--diffusion-steps must be at least 1, got {self.diffusion_steps}")
+        if self.embedding_dim is not None and self.embedding_dim < 1:
+            raise ValueError(f"--embedding-dim must be at least 1, got {self.embedding_dim}")
+        for name in ("self_conditioning_rate", "fixed_text_rate"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"--{name.replace('_', '-')} must lie in [0, 1], got {getattr(self, name)}")
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
+        if self.ddim_steps is not None and self.ddim_steps < 1:
+            raise ValueError(f"--ddim-steps must be at least 1, got {self.ddim_steps}")
+
+
+@dataclass
 class RunArguments:
     quick_test: bool = field(
         default=False,
@@ -310,8 +412,26 @@ class RunArguments:
         default=False, metadata={"help": "Delete an earlier run in --output_dir and start afresh."}
     )
     resume: bool = field(default=False, metadata={"help": "Continue from the last checkpoint in --output_dir."})
+    use_ema: bool = field(
+        default=False,
+        metadata={"help": "Keep an exponential moving average of the weights (saved in every checkpoint as "
+                  "ema.safetensors); the final model is the average. Any objective."},
+    )
+    ema_decay: float = field(default=0.9999, metadata={"help": "Decay of --use-ema, warmed up as min(decay, (1+n)/(10+n))."})
+    sample_every: int | None = field(
+        default=None,
+        metadata={"help": "Write a few generated texts to the log, OUTPUT/samples.jsonl and TensorBoard every N "
+                  "steps (default: at every evaluation; 0: never). Any objective."},
+    )
+    num_sample_texts: int = field(default=3, metadata={"help": "Texts per --sample-every."})
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.ema_decay < 1.0:
+            raise ValueError(f"--ema-decay must lie in (0, 1), got {self.ema_decay}")
+        if self.sample_every is not None and self.sample_every < 0:
+            raise ValueError(f"--sample-every must be >= 0, got {self.sample_every}")
+        if self.num_sample_texts < 1:
+            raise ValueError(f"--num-sample-texts must be at least 1, got {self.num_sample_texts}")
         if self.from_scratch and not self.quick_test:
             raise ValueError("--from-scratch changes the --quick-test preset; give both, or use --model-config tiny")
         if self.overwrite_output_dir and self.resume:
@@ -328,29 +448,69 @@ def check_cross_fields(data: DataArguments, diffusion: DiffusionArguments) -> No
         )
 
 
+def expand_seed_aliases(argv: list[str]) -> list[str]:
+    """Seed 001's flags in this toolkit's words: --epochs 50 -> --num_train_epochs 50, --amp -> --fp16/--bf16 true."""
+    out = []
+    for arg in argv:
+        flag, sep, value = arg.partition("=")
+        name = flag.replace("_", "-")
+        if name in SEED_ALIASES:
+            out.append(SEED_ALIASES[name] + (sep + value if sep else ""))
+        elif name == "--amp":
+            import torch
+
+            # Mixed precision: float16 with loss scaling on a GPU without bfloat16, else bfloat16; on a
+            # machine without a GPU, CPU autocast in bfloat16 (Trainer wants --use_cpu said for that).
+            if not torch.cuda.is_available():
+                out += ["--bf16", value if sep else "true", "--use_cpu", "true"]
+            else:
+                out += ["--fp16" if not torch.cuda.is_bf16_supported() else "--bf16", value if sep else "true"]
+        else:
+            out.append(arg)
+    return out
+
+
+def check_objective_flags(objective: str, given: set[str]) -> None:
+    """Flags of another objective are an error that says so, never ignored."""
+    foreign = sorted(given & (MASKED_FLAGS if objective == "gaussian" else GAUSSIAN_FLAGS))
+    if foreign:
+        owner = "masked" if objective == "gaussian" else "gaussian"
+        raise ValueError(f"{', '.join(foreign)} only {'applies' if len(foreign) == 1 else 'apply'} to --objective {owner}, not {objective}")
+
+
 def parse_train_args(argv: list[str]):
-    """-> (ModelArguments, DataArguments, DiffusionArguments, RunArguments, TrainingArguments)."""
+    """-> (ModelArguments, DataArguments, DiffusionArguments, GaussianArguments, RunArguments, TrainingArguments)."""
+    argv = expand_seed_aliases(list(argv))
     given = flag_names(argv)
     note = None
+    objective = flag_value(argv, "--objective") or "masked"
+    check_objective_flags(objective, given)
     if "--quick-test" in given:
-        causal = flag_value(argv, "--objective") == "causal"
-        base = BUNDLED_CAUSAL_MODEL if causal else BUNDLED_MLM_MODEL
+        base = {"causal": BUNDLED_CAUSAL_MODEL, "gaussian": BUNDLED_GAUSSIAN_MODEL}.get(objective, BUNDLED_MLM_MODEL)
         # A fresh --model-config is a from-scratch run too (a larger learning rate suits it).
         from_scratch = bool(given & {"--from-scratch", "--model-config"})
         if not from_scratch and not os.path.isdir(base) and "--model" not in given:
             note = f"note: no bundled base at {base}; the quick test trains from scratch instead"
             from_scratch = True
-        if from_scratch:
+        if objective == "gaussian":
+            preset = QUICK_TEST_GAUSSIAN_FROM_SCRATCH_ARGS if from_scratch else QUICK_TEST_GAUSSIAN_ARGS
+        elif from_scratch:
             preset = QUICK_TEST_FROM_SCRATCH_ARGS
         else:
-            preset = QUICK_TEST_CAUSAL_ARGS if causal else QUICK_TEST_ARGS
+            preset = QUICK_TEST_CAUSAL_ARGS if objective == "causal" else QUICK_TEST_ARGS
     else:
-        preset = FULL_ARGS
+        preset = FULL_GAUSSIAN_ARGS if objective == "gaussian" else FULL_ARGS
     # --model and --model-config exclude each other: the one the user typed replaces the preset's.
     if given & {"--model", "--model-config"}:
         preset = drop_flags(preset, {"--model", "--model-config", "--pre-layer-norm"})
-    model, data, diffusion, run, training = parse_args(
-        (ModelArguments, DataArguments, DiffusionArguments, RunArguments, TrainingArguments), preset + list(argv))
+    model, data, diffusion, gaussian, run, training = parse_args(
+        (ModelArguments, DataArguments, DiffusionArguments, GaussianArguments, RunArguments, TrainingArguments),
+        preset + list(argv))
     check_cross_fields(data, diffusion)
+    if model.objective == "gaussian" and model.model is not None and given & {"--embedding-dim", "--no-self-conditioning"}:
+        raise ValueError("--embedding-dim and --no-self-conditioning build a fresh denoiser: give --model-config, "
+                         "not --model")
     run.note = note  # printed by train.py with the model line, once everything has loaded
-    return model, data, diffusion, run, training
+    # Which of the Gaussian process's settings were typed (a loaded checkpoint's own are used otherwise).
+    gaussian.given = {name for name in ("--schedule", "--diffusion-steps") if name in given}
+    return model, data, diffusion, gaussian, run, training

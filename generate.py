@@ -1,4 +1,4 @@
-"""Generate text with a masked diffusion model: start from masks, unmask over N steps.
+"""Generate text with a diffusion model: unmask over N steps (masked), or denoise embeddings (Gaussian).
 
     python generate.py --checkpoint results/final-model
     python generate.py --prefix "Machine learning is" --max-length 32 --steps 20 --schedule cosine
@@ -6,10 +6,15 @@
     python generate.py --sampling nucleus --p 0.9
     python generate.py --text "dog: a [MASK] [MASK] of the genus Canis." --show-steps
     python generate.py --steps 16 --threshold 0 --json  # exactly 16 passes, machine-readable trace
+    python generate.py --checkpoint models/gaussian-base --num-samples 5              # Gaussian: DDIM, 50 steps
+    python generate.py --checkpoint models/gaussian-base --sampler ddpm --prefix "dog:"  # every trained step
+    python generate.py --checkpoint models/gaussian-base --sampler ddim --ddim-steps 25 --eta 1 --clamp
 
-The decoder and its flags live in diffusion/masked/unmasking.py, the schedules in
-diffusion/schedules.py, the token sampling in diffusion/text/sampling.py, loading the model in
-diffusion/masked/generation.py. Every flag: ``python generate.py --help``.
+The objective comes from the checkpoint's diffusion_config.json. The masked decoder and its flags
+live in diffusion/masked/unmasking.py, the schedules in diffusion/schedules.py, the token sampling
+in diffusion/text/sampling.py, loading the model in diffusion/masked/generation.py; the Gaussian
+sampler and its flags (--sampler, --ddim-steps, --eta, --clamp) in diffusion/gaussian/sampling.py.
+A flag of the other objective is an error. Every flag: ``python generate.py --help``.
 """
 
 from __future__ import annotations
@@ -22,9 +27,17 @@ from dataclasses import dataclass, field
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from diffusion.checkpoint import quiet_loading  # noqa: E402
-from diffusion.cli import parse_args, run_main  # noqa: E402
+from diffusion.checkpoint import checkpoint_objective, quiet_loading  # noqa: E402
+from diffusion.cli import flag_names, foreign_flags, parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
+from diffusion.gaussian.generation import check_sample_length, gaussian_trace_json, load_gaussian_generator  # noqa: E402
+from diffusion.gaussian.sampling import (  # noqa: E402
+    GaussianSamplingOptions,
+    gaussian_prompt,
+    sample,
+    sample_lengths,
+    trace_lines,
+)
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, blank_notes, build_prompt, decode, decoding_notes  # noqa: E402
 
@@ -42,7 +55,18 @@ class OutputArguments:
 
 
 def run(argv: list[str]) -> int:
-    args, options, out = parse_args((GenerationArguments, DecodeOptions, OutputArguments), argv)
+    args, options, gaussian, out = parse_args((GenerationArguments, DecodeOptions, GaussianSamplingOptions,
+                                               OutputArguments), argv)
+    given = flag_names(argv)
+    wants_gaussian = bool(foreign_flags(given, GaussianSamplingOptions, DecodeOptions))
+    objective = checkpoint_objective(args.checkpoint, "gaussian" if wants_gaussian else "masked")
+    if objective == "gaussian":
+        return run_gaussian(args, options, gaussian, out, given)
+    if wants_gaussian:
+        wanted = foreign_flags(given, GaussianSamplingOptions, DecodeOptions)
+        raise ValueError(f"{', '.join(wanted)} only {'applies' if len(wanted) == 1 else 'apply'} to a "
+                         f"Gaussian checkpoint; {args.checkpoint!r} is a {objective} model (it decodes with --steps, "
+                         f"--schedule, --remasking, --threshold, ...)")
     quiet_loading()
     generator = load_generator(args.checkpoint, args.max_length, options.block_length)
     options = generator.resolve(options)  # the model's block length and cache
@@ -71,6 +95,43 @@ def run(argv: list[str]) -> int:
             print(f"\nsample {b + 1}:")
             for k, step in enumerate(result.trace):
                 print(f"  step {k:>3}: {masked_line(tokenizer, step.ids[b].tolist(), step.masked[b].tolist())}")
+    print()
+    for b, text in enumerate(result.texts):
+        print(f"[{b + 1}] {text}")
+    return 0
+
+
+def run_gaussian(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, out: OutputArguments,
+                 given: set[str]) -> int:
+    """Sample a Gaussian checkpoint: pure noise -> x0 -> tokens (diffusion/gaussian/sampling.py)."""
+    foreign = foreign_flags(given, DecodeOptions, GaussianSamplingOptions, keep={"--seed"})
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)} only {'applies' if len(foreign) == 1 else 'apply'} to a masked checkpoint; a Gaussian one samples with "
+                         f"--sampler ddpm|ddim, --ddim-steps, --eta, --clamp")
+    quiet_loading()
+    generator = load_gaussian_generator(args.checkpoint)
+    if gaussian.sampler == "ddim":
+        generator.process.ddim_steps(gaussian.steps_for(generator.process))  # more steps than trained: one line, before sampling
+    lengths = sample_lengths(generator.config, args.max_length, out.num_samples, seed=options.seed)
+    check_sample_length(generator, max(lengths))
+    prompt = gaussian_prompt(generator.tokenizer, lengths, prefix=args.prefix, text=args.text)
+    check_sample_length(generator, prompt.input_ids.shape[1])
+    model = generator.model.to(pick_device(args.device))
+    started = time.perf_counter()
+    result = sample(model, generator.process, generator.tokenizer, prompt, gaussian, seed=options.seed,
+                    record_trace=out.json or args.show_steps)
+    seconds = time.perf_counter() - started
+    if out.json:
+        print(json.dumps(gaussian_trace_json(result, generator, gaussian, seconds, options.seed)))
+        return 0
+    print(f"model: {generator.checkpoint} ({generator.why})")
+    print(f"{out.num_samples} samples of {min(lengths)}-{max(lengths)} positions, {gaussian.describe(generator.process)}: "
+          f"{result.forward_passes} forward passes, {seconds:.2f} s")
+    if args.show_steps:
+        for b in range(out.num_samples):
+            print(f"\nsample {b + 1}:")
+            for line in trace_lines(generator.tokenizer, result, b, generator.process):
+                print(f"  {line}")
     print()
     for b, text in enumerate(result.texts):
         print(f"[{b + 1}] {text}")

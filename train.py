@@ -31,7 +31,18 @@ from transformers import DataCollatorForLanguageModeling, PrinterCallback, Progr
 
 from config import parse_train_args  # noqa: E402
 from data_collator import VariableMaskingCollator  # noqa: E402
-from diffusion.checkpoint import DiffusionConfig, ModelLoadError, check_length, load_model, load_tokenizer  # noqa: E402
+from diffusion.checkpoint import (  # noqa: E402
+    DiffusionConfig,
+    ModelLoadError,
+    check_length,
+    load_diffusion_config,
+    load_model,
+    load_tokenizer,
+)
+from diffusion.gaussian.model import build_gaussian_model  # noqa: E402
+from diffusion.gaussian.process import GaussianProcess  # noqa: E402
+from diffusion.gaussian.sampling import length_quantiles  # noqa: E402
+from diffusion.gaussian.trainer import NOISE_LEVELS, GaussianCollator, GaussianTrainer  # noqa: E402
 from diffusion.cli import run_main  # noqa: E402
 from diffusion.masked.levels import format_level  # noqa: E402
 from diffusion.masked.trainer import DiffusionTrainer, load_collator_state  # noqa: E402
@@ -46,9 +57,11 @@ from diffusion.runs import (  # noqa: E402
 )
 from diffusion.text.data import DataError, check_data_source, load_raw_datasets, tokenize_datasets  # noqa: E402
 from diffusion.text.models import build_model, count_parameters  # noqa: E402
+from diffusion.samples import SamplesCallback, text_sampler  # noqa: E402
 from diffusion.training import (  # noqa: E402
     CompactPrinterCallback,
     CompactProgressCallback,
+    EMACallback,
     FirstStepCallback,
     LengthGroupedTrainer,
 )
@@ -73,19 +86,21 @@ def save_final_model(trainer: Trainer, output_dir: str, diffusion_config: Diffus
     return final
 
 
-def level_table(before: dict[str, float] | None, after: dict[str, float], levels, prefix_before="initial") -> str:
-    lines = ["mask level | loss before | loss after | change | accuracy before | accuracy after",
+def level_table(before: dict[str, float] | None, after: dict[str, float], levels, prefix_before="initial",
+                tag: str = "mask", name: str = "mask level") -> str:
+    """Loss and accuracy per level before and after training (tag: 'mask' levels or 'noise' levels t)."""
+    lines = [f"{name:>10} | loss before | loss after | change | accuracy before | accuracy after",
              "---------- | ----------- | ---------- | ------ | --------------- | --------------"]
     for level in levels:
         key = format_level(level)
-        b_loss = before.get(f"{prefix_before}_loss_mask_{key}") if before else None
-        b_acc = before.get(f"{prefix_before}_acc_mask_{key}") if before else None
-        a_loss = after[f"eval_loss_mask_{key}"]
+        b_loss = before.get(f"{prefix_before}_loss_{tag}_{key}") if before else None
+        b_acc = before.get(f"{prefix_before}_acc_{tag}_{key}") if before else None
+        a_loss = after[f"eval_loss_{tag}_{key}"]
         change = f"{a_loss - b_loss:+.3f}" if b_loss is not None else "-"
         b_loss = f"{b_loss:.3f}" if b_loss is not None else "-"
         b_acc = f"{b_acc:.3f}" if b_acc is not None else "-"
         lines.append(f"{key:>10} | {b_loss:>11} | {a_loss:10.3f} | {change:>6} | "
-                     f"{b_acc:>15} | {after[f'eval_acc_mask_{key}']:14.3f}")
+                     f"{b_acc:>15} | {after[f'eval_acc_{tag}_{key}']:14.3f}")
     return "\n".join(lines)
 
 
@@ -99,9 +114,34 @@ def loss_note(eos_padding: bool, n_eval: int) -> str:
             f"length differ in difficulty); {held_out}.")
 
 
+def gaussian_loss_note(n_eval: int) -> str:
+    return ("Training loss is x0 MSE + rounding cross-entropy over this run's batches (half of them self-conditioned, "
+            f"half of the rows with some clean text left unscored); the held-out loss scores every token of {n_eval:,} "
+            "validation documents with fixed noise, self-conditioned as sampling is.")
+
+
+def gaussian_process(model_args, diff_args, gauss_args) -> GaussianProcess:
+    """The Gaussian process to train with: a loaded checkpoint's own schedule and steps unless others are typed."""
+    schedule, steps = "sqrt", gauss_args.diffusion_steps
+    trained = load_diffusion_config(model_args.model) if model_args.model and os.path.isdir(model_args.model) else None
+    if trained is not None and trained.objective == "gaussian":
+        schedule, steps = trained.schedule or schedule, trained.diffusion_steps or steps
+    if "--schedule" in gauss_args.given:
+        schedule = diff_args.schedule
+    if "--diffusion-steps" in gauss_args.given:
+        steps = gauss_args.diffusion_steps
+    try:
+        process = GaussianProcess(schedule, steps)
+        if gauss_args.ddim_steps is not None:
+            process.ddim_steps(gauss_args.ddim_steps)  # more steps than trained fails here, before any run
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    return process
+
+
 def run(argv: list[str]) -> int:
     try:
-        model_args, data_args, diff_args, run_args, training_args = parse_train_args(argv)
+        model_args, data_args, diff_args, gauss_args, run_args, training_args = parse_train_args(argv)
     except ValueError as err:
         raise RunError(str(err)) from None
     output_dir = training_args.output_dir
@@ -129,6 +169,14 @@ def run(argv: list[str]) -> int:
     if model_args.model is not None:
         model = load_model(model_args.objective, model_args.model, OFFLINE_HINT)
         source = model_args.model
+    elif model_args.objective == "gaussian":
+        model = build_gaussian_model(model_args.model_config, tokenizer, data_args.max_length, gauss_args.embedding_dim,
+                                     model_args.config_overrides_dict())
+        model.config.self_conditioning = not gauss_args.no_self_conditioning
+        if gauss_args.no_self_conditioning:  # the input layer takes x_t alone
+            model = type(model)(model.config)
+        source = (f"fresh {model_args.model_config} config, {model.config.embedding_dim}-dimensional embeddings"
+                  f"{'' if model.config.self_conditioning else ', no self-conditioning'}")
     else:
         model = build_model(model_args.objective, model_args.model_config, tokenizer, data_args.max_length,
                             model_args.config_overrides_dict(), pre_layer_norm=model_args.pre_layer_norm,
@@ -145,6 +193,8 @@ def run(argv: list[str]) -> int:
         check_length(data_args.max_length, model, source)
     except ValueError as err:
         raise RunError(str(err)) from None
+
+    process = gaussian_process(model_args, diff_args, gauss_args) if model_args.objective == "gaussian" else None
 
     # ---- data -------------------------------------------------------------------------
     with training_args.main_process_first(desc="loading and tokenising the dataset"):
@@ -177,19 +227,39 @@ def run(argv: list[str]) -> int:
         )
         trainer = DiffusionTrainer(data_collator=collator, loss_weighting=diff_args.loss_weighting,
                                    eval_mask_levels=diff_args.eval_mask_levels, **common)
+    elif model_args.objective == "gaussian":
+        collator = GaussianCollator(tokenizer)
+        training_args.remove_unused_columns = False  # the model's forward takes x_t, not input_ids
+        trainer = GaussianTrainer(data_collator=collator, process=process,
+                                  self_conditioning_rate=gauss_args.self_conditioning_rate,
+                                  fixed_text_rate=gauss_args.fixed_text_rate, **common)
     else:
         collator = DataCollatorForLanguageModeling(tokenizer, mlm=False)
         trainer = LengthGroupedTrainer(data_collator=collator, **common)
-    masking = {}  # the collator's settings; the causal objective has no collator of ours
+    settings = {}  # the collator's settings; the causal objective has no collator of ours
     if model_args.objective == "masked":
-        masking = dict(mask_levels=diff_args.mask_levels, rate_sampling=diff_args.rate_sampling,
-                       schedule=diff_args.schedule, mask_rate_per=diff_args.mask_rate_per,
-                       prefix_len=diff_args.prefix_len, eos_padding=diff_args.eos_padding,
-                       loss_weighting=diff_args.loss_weighting)
+        settings = dict(mask_levels=diff_args.mask_levels, rate_sampling=diff_args.rate_sampling,
+                        schedule=diff_args.schedule, mask_rate_per=diff_args.mask_rate_per,
+                        prefix_len=diff_args.prefix_len, eos_padding=diff_args.eos_padding,
+                        loss_weighting=diff_args.loss_weighting)
+    elif model_args.objective == "gaussian":
+        settings = dict(schedule=process.schedule, diffusion_steps=process.num_steps,
+                        fixed_text_rate=gauss_args.fixed_text_rate,
+                        ema_decay=run_args.ema_decay if run_args.use_ema else None,
+                        sample_lengths=length_quantiles(train_set["length"]))
     diffusion_config = DiffusionConfig(objective=model_args.objective, max_length=data_args.max_length,
                                        dataset=data_args.data_dir or data_args.dataset, trained_from=source,
-                                       **masking)
+                                       **settings)
     trainer.diffusion_config = diffusion_config  # written into every checkpoint as well
+    ema = EMACallback(run_args.ema_decay) if run_args.use_ema else None
+    if ema is not None:
+        trainer.add_callback(ema)
+    if run_args.sample_every != 0:
+        samples = SamplesCallback(text_sampler(model_args.objective, tokenizer, data_args.max_length, diffusion_config,
+                                               process, gauss_args.sampler, gauss_args.ddim_steps),
+                                  every=run_args.sample_every or 0, num_texts=run_args.num_sample_texts)
+        samples.trainer = trainer
+        trainer.add_callback(samples)
     trainer.point_tensorboard_into_the_run()
     # Replace the raw-dict log printers with one readable line per log.
     trainer.remove_callback(ProgressCallback)
@@ -213,6 +283,8 @@ def run(argv: list[str]) -> int:
             kept = f"; the earlier run in {output_dir!r} is unchanged" if restored else ""
             raise RunError(f"training failed before its first step: {err}{kept}") from None
         raise
+    if ema is not None:  # the average is what is evaluated, saved and sampled from
+        ema.copy_to(trainer.model)
     after = add_perplexity(trainer.evaluate(), "eval")
 
     final = save_final_model(trainer, output_dir,
@@ -244,7 +316,8 @@ def run(argv: list[str]) -> int:
     }
     with open(os.path.join(output_dir, "metrics.json"), "w") as f:
         json.dump(metrics, f, indent=2)
-    note = loss_note(diff_args.eos_padding, len(eval_set)) if model_args.objective == "masked" else None
+    note = {"masked": loss_note(diff_args.eos_padding, len(eval_set)),
+            "gaussian": gaussian_loss_note(len(eval_set))}.get(model_args.objective)
     # Trainer.train() starts a fresh log history, so the evaluation before training is added back as step 0.
     history = ([{"step": 0, **before}] if before else []) + trainer.state.log_history
     plot_path = plot_loss_curves(history, os.path.join(output_dir, "loss_curves.png"), note)
@@ -253,6 +326,11 @@ def run(argv: list[str]) -> int:
     if model_args.objective == "masked":
         print(f"Held-out loss and masked-token accuracy per masking level ({len(eval_set)} validation examples):")
         print(level_table(before, after, diff_args.eval_mask_levels or diff_args.mask_levels))
+        print(note)
+    elif model_args.objective == "gaussian":
+        print(f"Held-out loss (x0 MSE + rounding CE) and rounding accuracy per noise level t "
+              f"({len(eval_set)} validation examples, {process.schedule} schedule, {process.num_steps} steps):")
+        print(level_table(before, after, NOISE_LEVELS, tag="noise", name="noise t"))
         print(note)
     else:
         line = f"Held-out loss {after['eval_loss']:.3f}, perplexity {after['eval_perplexity']:.1f}"

@@ -232,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         # train.py's own argument parsing with the quick-test preset, so that lr, weight decay, warmup
         # ratio, group_by_length, use_cpu and the diffusion settings are the preset's; only what a
         # benchmark must change is overridden (no saving, no logging, no progress bar, fixed length).
-        model_args, data_args, diff_args, _, training_args = parse_train_args([
+        model_args, data_args, diff_args, _, _, training_args = parse_train_args([
             # --from-scratch: the tiny preset from a seeded random init (the same weights on both paths)
             "--quick-test", "--from-scratch", "--output_dir", scratch, "--max-length", str(args.max_length),
             "--per_device_train_batch_size", str(args.batch_size), "--max_steps", str(total_steps),

@@ -23,7 +23,14 @@ import re
 from dataclasses import asdict, dataclass, fields
 
 from diffusion.hub import go_offline_if_unreachable
-from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_MASKED_MODEL, BUNDLED_MLM_MODEL, TRAINED_MODEL
+from diffusion.paths import (
+    BUNDLED_CAUSAL_MODEL,
+    BUNDLED_GAUSSIAN_MODEL,
+    BUNDLED_MASKED_MODEL,
+    BUNDLED_MLM_MODEL,
+    TRAINED_GAUSSIAN_MODEL,
+    TRAINED_MODEL,
+)
 
 CONFIG_NAME = "diffusion_config.json"
 FORMAT_VERSION = 1
@@ -32,6 +39,7 @@ FORMAT_VERSION = 1
 OBJECTIVES = {
     "masked": ("masked LM", "AutoModelForMaskedLM"),
     "causal": ("causal LM", "AutoModelForCausalLM"),
+    "gaussian": ("Gaussian text diffusion model", "AutoModel"),
 }
 
 
@@ -57,6 +65,11 @@ class DiffusionConfig:
     prefix_len: int | None = None
     eos_padding: bool = False  # rows padded with maskable </s>: generation defaults to blocks (unmasking.py)
     loss_weighting: str | None = None  # none | elbo
+    # --- Gaussian objective (diffusion/gaussian/, config.py's GaussianArguments); schedule above ---
+    diffusion_steps: int | None = None  # N: the discrete steps k = 1..N of the Gaussian process
+    fixed_text_rate: float | None = None  # share of training rows with clean (given) text
+    ema_decay: float | None = None  # the final model's weights are this EMA of the trained ones
+    sample_lengths: list[int] | None = None  # training lengths (quantiles): what generation draws from
     # --- where it came from ---
     dataset: str | None = None
     trained_from: str | None = None
@@ -125,7 +138,7 @@ def model_folders_near(name: str, limit: int = 3) -> list[str]:
 
     found = {os.path.relpath(os.path.dirname(c)) for pattern in ("*/config.json", "*/*/config.json")
              for c in glob.glob(pattern)}
-    found |= {_shown(folder) for folder in (BUNDLED_MASKED_MODEL, BUNDLED_MLM_MODEL, BUNDLED_CAUSAL_MODEL)
+    found |= {_shown(folder) for folder in (BUNDLED_MASKED_MODEL, BUNDLED_MLM_MODEL, BUNDLED_CAUSAL_MODEL, BUNDLED_GAUSSIAN_MODEL)
               if os.path.isdir(folder)}
     return sorted(found, key=lambda f: (-difflib.SequenceMatcher(None, name, f).ratio(), f))[:limit]
 
@@ -188,6 +201,8 @@ def model_class(objective: str):
     """The transformers auto class of an objective (``AutoModelForMaskedLM`` for masked)."""
     import transformers
 
+    if objective == "gaussian":
+        import diffusion.gaussian  # noqa: F401  (registers GaussianTextModel with AutoConfig / AutoModel)
     return getattr(transformers, OBJECTIVES[objective][1])
 
 
@@ -198,7 +213,7 @@ def load_model(objective: str, name_or_dir: str, offline_hint: str = ""):
     if not os.path.isdir(name_or_dir):
         go_offline_if_unreachable()
     try:
-        return model_class(objective).from_pretrained(name_or_dir)
+        model = model_class(objective).from_pretrained(name_or_dir)
     except ValueError as err:
         # AutoModel raises ValueError("Unrecognized configuration class ...") for the wrong kind of model.
         if "Unrecognized configuration class" in str(err):
@@ -206,6 +221,9 @@ def load_model(objective: str, name_or_dir: str, offline_hint: str = ""):
         raise _load_error(kind, name_or_dir, err, offline_hint) from None
     except Exception as err:
         raise _load_error(kind, name_or_dir, err, offline_hint) from None
+    if objective == "gaussian" and type(model).__name__ != "GaussianTextModel":  # AutoModel loads any encoder
+        raise ModelLoadError(f"{name_or_dir!r} is not a {kind} (its config is a {model.config.model_type!r})")
+    return model
 
 
 def quiet_loading() -> None:
@@ -224,10 +242,14 @@ DEFAULT_MODELS = {
     "masked": [(TRAINED_MODEL, "your trained model (python train.py --quick-test)"),
                (BUNDLED_MASKED_MODEL, "the bundled pretrained model; train your own with python train.py --quick-test")],
     "causal": [(BUNDLED_CAUSAL_MODEL, "the bundled causal baseline")],
+    "gaussian": [(TRAINED_GAUSSIAN_MODEL, "your trained model (python train.py --quick-test --objective gaussian)"),
+                 (BUNDLED_GAUSSIAN_MODEL, "the bundled Gaussian model; train your own with "
+                                          "python train.py --quick-test --objective gaussian")],
 }
 TRAIN_HINTS = {
     "masked": "train one with python train.py --quick-test",
     "causal": "train one with python train.py --quick-test --objective causal --output_dir results-gpt2",
+    "gaussian": "train one with python train.py --quick-test --objective gaussian",
 }
 
 
@@ -283,6 +305,13 @@ def check_length(length: int, model, name: str, what: str = "--max-length") -> N
     usable = usable_length(model)
     if usable is not None and length > usable:
         raise ValueError(f"{what} {length} is longer than the {usable} positions {name!r} was built for")
+
+
+def checkpoint_objective(given: str | None, default: str = "masked") -> str:
+    """The objective of a folder's diffusion_config.json; ``default`` for no folder (the scripts' own
+    default model) or one without the file (a hub model)."""
+    config = load_diffusion_config(given) if given and os.path.isdir(given) else None
+    return config.objective if config is not None else default
 
 
 def load_checkpoint(name: str, objective: str, flag: str = "--checkpoint"):

@@ -110,6 +110,18 @@ def flag_names(argv: list[str]) -> set[str]:
     return {a.split("=", 1)[0].replace("_", "-") for a in argv if a.startswith("--")}
 
 
+def dataclass_flags(dataclass_type) -> set[str]:
+    """{'--ddim-steps', ...}: the flags a dataclass of arguments declares."""
+    import dataclasses
+
+    return {"--" + f.name.replace("_", "-") for f in dataclasses.fields(dataclass_type)}
+
+
+def foreign_flags(given: set[str], owner, other, keep: set[str] = frozenset()) -> list[str]:
+    """The flags in ``given`` that ``owner`` declares and ``other`` does not (less ``keep``), sorted."""
+    return sorted((given & dataclass_flags(owner)) - dataclass_flags(other) - set(keep))
+
+
 def drop_flags(argv: list[str], names: set[str]) -> list[str]:
     """argv without the named flags and their values."""
     out, skip = [], False

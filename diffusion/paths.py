@@ -27,5 +27,9 @@ BUNDLED_MASKED_MODEL = os.path.join(REPO_DIR, "models", "masked-base")
 BUNDLED_MLM_MODEL = os.path.join(REPO_DIR, "models", "mlm-base")
 # Its autoregressive baseline: GPT-2 architecture, same tokenizer, data and budget (models/causal-base/README.md).
 BUNDLED_CAUSAL_MODEL = os.path.join(REPO_DIR, "models", "causal-base")
+# The Gaussian-embedding diffusion model trained on the same corpus (models/gaussian-base/README.md).
+BUNDLED_GAUSSIAN_MODEL = os.path.join(REPO_DIR, "models", "gaussian-base")
+# What `python train.py --quick-test --objective gaussian` writes.
+TRAINED_GAUSSIAN_MODEL = "results-gaussian/final-model"
 # What `python train.py --quick-test` writes, relative to where it is run (the scripts' first default).
 TRAINED_MODEL = "results/final-model"

@@ -132,11 +132,14 @@ def format_log(logs: dict, step: int) -> str:
         eval evaluation at step 600 | loss 6.10 | accuracy per level 0.1: 0.150 ...
     """
     if "loss" in logs:
-        levels = "  ".join(f"{k[len('loss_mask_'):]}: {v:.2f}" for k, v in logs.items() if k.startswith("loss_mask_"))
         lr = logs.get("learning_rate")
         line = f"step {step:>6} | loss {logs['loss']:.3f}"
         line += f" | lr {lr:.1e}" if lr is not None else ""
-        return line + (f" | mask {levels}" if levels else "")
+        for tag, label in (("mask", "mask"), ("noise", "t")):  # masked levels, Gaussian noise levels
+            levels = "  ".join(f"{k[len(f'loss_{tag}_'):]}: {v:.2f}" for k, v in logs.items()
+                               if k.startswith(f"loss_{tag}_"))
+            line += f" | {label} {levels}" if levels else ""
+        return line
     if "train_runtime" in logs:
         loss = logs.get("train_loss", float("nan"))
         if "resumed_at_step" in logs:
@@ -147,8 +150,8 @@ def format_log(logs: dict, step: int) -> str:
     eval_keys = [k for k in logs if k.endswith("_loss")]
     if eval_keys:  # an evaluation: eval_loss, initial_loss, ...
         prefix = eval_keys[0][: -len("_loss")]
-        tag = f"{prefix}_acc_mask_"
-        accs = "  ".join(f"{k[len(tag):]}: {v:.3f}" for k, v in logs.items() if k.startswith(tag))
+        accs = "  ".join(f"{k.split('_')[-1]}: {v:.3f}" for k, v in logs.items()
+                         if k.startswith((f"{prefix}_acc_mask_", f"{prefix}_acc_noise_")))
         line = f"{prefix} evaluation at step {step} | loss {logs[prefix + '_loss']:.3f}"
         line += f" | accuracy per level {accs}" if accs else ""
         if f"{prefix}_perplexity" in logs:

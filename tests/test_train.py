@@ -78,7 +78,7 @@ def test_quick_test_without_a_bundled_base_says_so(monkeypatch):
     import config
 
     monkeypatch.setattr(config, "BUNDLED_MLM_MODEL", "/nonexistent/mlm-base")
-    model, _, _, run, _ = config.parse_train_args(["--quick-test"])
+    model, _, _, _, run, _ = config.parse_train_args(["--quick-test"])
     assert model.model is None and model.model_config == "tiny"
     assert run.note == "note: no bundled base at /nonexistent/mlm-base; the quick test trains from scratch instead"
 

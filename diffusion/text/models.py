@@ -23,7 +23,7 @@ MODEL_PRESETS = {
 }
 
 
-def _typed(config: PretrainedConfig, key: str, value: str):
+def typed_override(config: PretrainedConfig, key: str, value: str):
     """Cast a --config-overrides string to the type of the config's current value."""
     if not hasattr(config, key):
         raise ModelLoadError(f"--config-overrides: {type(config).__name__} has no field {key!r}")
@@ -70,7 +70,7 @@ def build_config(objective: str, preset: str, tokenizer, max_length: int,
             attn_pdrop=p["dropout"], n_positions=max_length, **special,
         )
     for key, value in (overrides or {}).items():
-        setattr(config, key, _typed(config, key, value))
+        setattr(config, key, typed_override(config, key, value))
     return config
 
 

@@ -1,11 +1,18 @@
-"""Pictures of training: the loss of every masking level over the steps, training beside held-out."""
+"""Pictures of training: the loss of every noise level over the steps, training beside held-out.
+
+Masked runs log ``loss_mask_<level>`` (the masking level), Gaussian runs ``loss_noise_<t>`` (the
+noise level t, diffusion/gaussian/trainer.py); the picture is the same.
+"""
 
 from __future__ import annotations
 
 import re
 
-TRAIN_KEY = re.compile(r"^loss_mask_(\d+(?:\.\d+)?)$")  # a training log: mean CE of one level's masked tokens
-EVAL_KEY = re.compile(r"^(?:eval|initial)_loss_mask_(\d+(?:\.\d+)?)$")  # an evaluation, at step 0 or later
+TRAIN_KEY = re.compile(r"^loss_(mask|noise)_(\d+(?:\.\d+)?)$")  # a training log: the loss of one level
+EVAL_KEY = re.compile(r"^(?:eval|initial)_loss_(mask|noise)_(\d+(?:\.\d+)?)$")  # an evaluation, at step 0 or later
+# What the curves are, by the kind of level: (y axis, legend title, the level's name in the legend).
+KINDS = {"mask": ("cross-entropy at masked positions (nats)", "masking level", "mask"),
+         "noise": ("x0 MSE + rounding cross-entropy", "noise level t", "t")}
 
 Series = dict[str, tuple[list[int], list[float]]]  # "mask 0.5" -> (steps, losses)
 
@@ -15,12 +22,12 @@ def _collect(log_history: list[dict], pattern: re.Pattern, fallback: str | None)
     for entry in log_history:
         for key, value in entry.items():
             match = pattern.match(key)
-            name = f"mask {match.group(1)}" if match else (fallback if key == fallback else None)
+            name = f"{KINDS[match.group(1)][2]} {match.group(2)}" if match else (fallback if key == fallback else None)
             if name is not None:
                 steps, values = series.setdefault(name, ([], []))
                 steps.append(entry.get("step", 0))
                 values.append(value)
-    per_level = {name: s for name, s in series.items() if name.startswith("mask ")}
+    per_level = {name: s for name, s in series.items() if name != fallback}
     return per_level or series
 
 
@@ -46,7 +53,9 @@ def plot_loss_curves(log_history: list[dict], path: str, note: str | None = None
     if held_out:
         panels.append(("Held-out loss (validation texts)", held_out))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2, 5.2), dpi=100, sharey=True, squeeze=False)
-    names = sorted({*train, *held_out}, key=lambda n: float(n.split()[-1]) if n.startswith("mask") else 0.0)
+    kind = "noise" if any(name.startswith("t ") for name in {*train, *held_out}) else "mask"
+    y_label, legend_title, _ = KINDS[kind]
+    names = sorted({*train, *held_out}, key=lambda n: float(n.split()[-1]) if n != "loss" else 0.0)
     cmap = plt.get_cmap("viridis")
     colours = {name: cmap(i / max(1, len(names) - 1)) for i, name in enumerate(names)}
     for ax, (title, series) in zip(axes[0], panels, strict=True):
@@ -57,12 +66,12 @@ def plot_loss_curves(log_history: list[dict], path: str, note: str | None = None
         ax.set_xlabel("training step")
         ax.set_title(title)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("cross-entropy at masked positions (nats)")
+    axes[0][0].set_ylabel(y_label)
     # One legend for both panels (the same colour is the same level), outside the data, so it hides no line.
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=colours[name], marker="o", markersize=3, label=name) for name in names]
-    fig.legend(handles=handles, loc="center right", fontsize=9, title="masking level", frameon=False)
+    fig.legend(handles=handles, loc="center right", fontsize=9, title=legend_title, frameon=False)
     if note:
         fig.text(0.01, 0.01, note, fontsize=8.5, wrap=True, va="bottom")
     fig.tight_layout(rect=(0, 0.07 if note else 0, 0.87, 1))
