@@ -1,9 +1,11 @@
-"""Watch text emerge from masks: every decoding step as a PNG frame, an animated GIF, and the viewer's data.
+"""Watch text emerge from masks (or from noise): every step as a PNG frame, an animated GIF, the viewer's data.
 
     python visualize_generation.py --checkpoint results/final-model --prefix "Machine learning is" --max-length 50
     python visualize_generation.py --prefix "The future of AI" --sampling topk --temperature 0.8 --steps 20
     python visualize_generation.py --schedule cosine --frame-ms 500 --output my-animation
     python visualize_generation.py --text "dog: a [MASK] [MASK] of the genus Canis."   # infilling
+    python visualize_generation.py --checkpoint models/gaussian-base --prefix "dog:"    # text out of Gaussian noise
+    python visualize_generation.py --checkpoint models/gaussian-base --sampler ddpm --max-frames 60
 
 It writes into --output (default: the current folder):
 
@@ -13,7 +15,9 @@ It writes into --output (default: the current folder):
 
 Every decoding flag of generate.py works here too (--schedule, --sampling, --k, --p, --remasking,
 --refine, --threshold, --block-length, --seed, ...): both parse diffusion/masked/unmasking.py's
-DecodeOptions. The drawing lives in diffusion/viz/rendering.py.
+DecodeOptions. A Gaussian checkpoint takes generate.py's --sampler, --ddim-steps, --eta, --clamp
+instead; its frames show every position's nearest token coloured by its rounding probability.
+The drawing lives in diffusion/viz/rendering.py.
 Every flag: ``python visualize_generation.py --help``; the guide: docs/VISUALIZATION_GUIDE.md.
 """
 
@@ -27,15 +31,19 @@ from dataclasses import dataclass, field
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from diffusion.checkpoint import quiet_loading  # noqa: E402
-from diffusion.cli import parse_args, run_main  # noqa: E402
+from diffusion.checkpoint import checkpoint_objective, quiet_loading  # noqa: E402
+from diffusion.cli import flag_names, foreign_flags, parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
+from diffusion.gaussian.generation import check_sample_length, gaussian_trace_json, load_gaussian_generator  # noqa: E402
+from diffusion.gaussian.sampling import GaussianSamplingOptions, gaussian_prompt, sample, sample_lengths  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, blank_notes, build_prompt, decode, decoding_notes  # noqa: E402
 from diffusion.viz.rendering import (  # noqa: E402
     Style,
     check_writable,
+    denoising_pieces,
     position_kinds,
+    render_denoising_frames,
     render_frames,
     step_pieces,
     write_all_or_nothing,
@@ -60,6 +68,11 @@ class AnimationArguments:
         metadata={"help": "Folder for text_diffusion_animation.gif, visualization_frames/ and animation_data.js."},
     )
     width: int = field(default=960, metadata={"help": "Frame width in pixels (the height follows the text)."})
+    max_frames: int | None = field(
+        default=None,
+        metadata={"help": "Gaussian checkpoints: at most this many frames, evenly spaced over the steps, the first "
+                  "and last always in (default 60: DDPM has one step per trained step)."},
+    )
 
     def __post_init__(self) -> None:
         if self.num_samples != 1:
@@ -72,13 +85,24 @@ class AnimationArguments:
             raise ValueError(f"--frame-ms must be at least 20, got {self.frame_ms}")
         if self.width < 480:
             raise ValueError(f"--width must be at least 480 pixels, got {self.width}")
+        if self.max_frames is not None and self.max_frames < 2:
+            raise ValueError(f"--max-frames must be at least 2, got {self.max_frames}")
 
 
 def run(argv: list[str]) -> int:
-    args, options, anim = parse_args((GenerationArguments, DecodeOptions, AnimationArguments), argv)
+    args, options, gaussian, anim = parse_args((GenerationArguments, DecodeOptions, GaussianSamplingOptions,
+                                                AnimationArguments), argv)
     if os.path.exists(anim.output) and not os.path.isdir(anim.output):
         raise ValueError(f"--output {anim.output!r} is a file; give a folder")
     check_writable(anim.output, "--output")  # before the model loads
+    given = flag_names(argv)
+    wanted = foreign_flags(given, GaussianSamplingOptions, DecodeOptions) + sorted(given & {"--max-frames"})
+    objective = checkpoint_objective(args.checkpoint, "gaussian" if wanted else "masked")
+    if objective == "gaussian":
+        return run_gaussian(args, options, gaussian, anim, given)
+    if wanted:
+        raise ValueError(f"{', '.join(wanted)} only {'applies' if len(wanted) == 1 else 'apply'} to a Gaussian "
+                         f"checkpoint; {args.checkpoint!r} is a {objective} model")
     quiet_loading()
     generator = load_generator(args.checkpoint, args.max_length, options.block_length)
     options = generator.resolve(options)  # the model's block length and cache
@@ -118,6 +142,65 @@ def run(argv: list[str]) -> int:
         for k, step in enumerate(result.trace):
             print(f"  step {k:>3}: {masked_line(tokenizer, step.ids[0].tolist(), step.masked[0].tolist())}")
     print(f"text: {sample['text']}")
+    print(f"wrote {gif_path} ({len(frames)} frames, {width}x{height}, {anim.frame_ms} ms each, "
+          f"{os.path.getsize(gif_path) / 1024:.0f} KB)")
+    print(f"wrote {os.path.dirname(frame_paths[0])}/frame_000.png ... {os.path.basename(frame_paths[-1])}")
+    print(f"wrote {data_path}: open view_animation.html from the same folder, or load this file with its "
+          f"'Load data file' button")
+    return 0
+
+
+def frame_indices(n_steps: int, max_frames: int) -> list[int]:
+    """At most ``max_frames`` indices into a trace of ``n_steps``, evenly spaced, the first and last included."""
+    if n_steps <= max_frames:
+        return list(range(n_steps))
+    return sorted({round(i * (n_steps - 1) / (max_frames - 1)) for i in range(max_frames)})
+
+
+def run_gaussian(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, anim: AnimationArguments,
+                 given: set[str]) -> int:
+    """A Gaussian checkpoint: text crystallising out of noise, tokens coloured by their rounding probability."""
+    foreign = foreign_flags(given, DecodeOptions, GaussianSamplingOptions, keep={"--seed"})
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)} only {'applies' if len(foreign) == 1 else 'apply'} to a masked "
+                         f"checkpoint; a Gaussian one samples with --sampler ddpm|ddim, --ddim-steps, --eta, --clamp")
+    quiet_loading()
+    generator = load_gaussian_generator(args.checkpoint)
+    process, tokenizer = generator.process, generator.tokenizer
+    if gaussian.sampler == "ddim":
+        process.ddim_steps(gaussian.steps_for(process))
+    lengths = sample_lengths(generator.config, args.max_length, 1, seed=options.seed)
+    prompt = gaussian_prompt(tokenizer, lengths, prefix=args.prefix, text=args.text)
+    check_sample_length(generator, prompt.input_ids.shape[1])
+    model = generator.model.to(pick_device(args.device))
+    started = time.perf_counter()
+    result = sample(model, process, tokenizer, prompt, gaussian, seed=options.seed)
+    seconds = time.perf_counter() - started
+
+    data = gaussian_trace_json(result, generator, gaussian, seconds, options.seed)
+    sample_data = data["samples"][0]
+    special = set(tokenizer.all_special_ids)
+    sample_data["kinds"] = ["generated" if gen else "special" if token in special else "prefix"
+                            for token, gen in zip(prompt.input_ids[0].tolist(), sample_data["generate"], strict=False)]
+    keep = frame_indices(len(sample_data["steps"]), anim.max_frames or 60)
+    sample_data["steps"] = [sample_data["steps"][i] for i in keep]
+    settings = gaussian.describe(process)
+    data.update(model=os.path.basename(os.path.normpath(generator.checkpoint)), prefix=args.prefix,
+                template=args.text, max_length=lengths[0], frame_ms=anim.frame_ms, settings=settings)
+    steps = [denoising_pieces(s["tokens"], s["probs"], sample_data["kinds"], tokenizer.eos_token)
+             for s in sample_data["steps"]]
+    labels = [(f"k = {s['step']} of {process.num_steps}  (t = {s['t']:.2f})", s["alpha_bar"] ** 0.5)
+              for s in sample_data["steps"]]
+    frames = render_denoising_frames(steps, labels, header=settings, style=Style(width=anim.width))
+
+    gif_path = os.path.join(anim.output, GIF_NAME)
+    data_path = os.path.join(anim.output, DATA_NAME)
+    frame_paths = write_all_or_nothing(frames, os.path.join(anim.output, FRAMES_DIR), gif_path, anim.frame_ms,
+                                       {data_path: "window.ANIMATION_DATA = " + json.dumps(data) + ";\n"})
+    width, height = frames[0].size
+    print(f"model: {generator.checkpoint} ({generator.why})")
+    print(f"{result.forward_passes} forward passes ({settings}), {seconds:.2f} s; {len(frames)} of them drawn")
+    print(f"text: {sample_data['text']}")
     print(f"wrote {gif_path} ({len(frames)} frames, {width}x{height}, {anim.frame_ms} ms each, "
           f"{os.path.getsize(gif_path) / 1024:.0f} KB)")
     print(f"wrote {os.path.dirname(frame_paths[0])}/frame_000.png ... {os.path.basename(frame_paths[-1])}")

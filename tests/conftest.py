@@ -104,3 +104,24 @@ def gpt2_checkpoint(tmp_path_factory, tokenizer):
 def judge_checkpoint(tmp_path_factory, tokenizer):
     """Another micro GPT-2 (other seed, other folder): a judge that is neither generator."""
     return _micro_gpt2(tmp_path_factory.mktemp("judge") / "judge", tokenizer, seed=2)
+
+
+@pytest.fixture(scope="session")
+def gaussian_checkpoint(tmp_path_factory, tokenizer):
+    """An untrained micro Gaussian denoiser (8-dimensional embeddings, 20 diffusion steps, 32 positions)
+    saved like train.py's final model: the sampler's and the renderer's mechanics need no good model."""
+    import torch
+
+    from diffusion.checkpoint import DiffusionConfig
+    from diffusion.gaussian.model import build_gaussian_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("gaussian") / "final-model"
+    model = build_gaussian_model("tiny", tokenizer, 32, embedding_dim=8,
+                                 overrides={"hidden_size": "32", "num_hidden_layers": "2", "num_attention_heads": "2",
+                                            "intermediate_size": "64"})
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    DiffusionConfig(objective="gaussian", max_length=32, schedule="sqrt", diffusion_steps=20,
+                    sample_lengths=[10, 12, 14, 16, 20]).save(str(path))
+    return str(path)

@@ -379,3 +379,79 @@ def _wait_for_port(port: int, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"http.server did not listen on port {port}")
+
+
+# ------------------------------------------------------------------ Gaussian checkpoints
+@pytest.fixture(scope="module")
+def gaussian_animation(gaussian_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("gaussian-animation")
+    assert visualize_generation.main(["--checkpoint", gaussian_checkpoint, "--prefix", "dog:", "--max-length", "16",
+                                      "--sampler", "ddpm", "--max-frames", "8", "--frame-ms", "200", "--seed", "1",
+                                      "--output", str(out)]) == 0
+    return out
+
+
+def test_gaussian_frames_show_the_rounded_text_coloured_by_confidence(gaussian_animation):
+    data, pngs = check_files(gaussian_animation, 200)
+    sample = data["samples"][0]
+    assert data["objective"] == "gaussian" and data["settings"] == "DDPM, 20 steps"
+    assert data["forward_passes"] == 20 and len(sample["steps"]) == 8  # 20 calls, 8 of them drawn
+    assert [s["step"] for s in sample["steps"]][0] == 20 and sample["steps"][-1]["step"] == 1
+    assert sample["kinds"][:3] == ["special", "prefix", "prefix"] and sample["kinds"][-1] == "special"
+    assert sample["text"].startswith("dog:")
+    # the prompt's light blue is in every frame; the rounded tokens' colours come from their probabilities
+    for png in pngs:
+        colours = {c for _, c in png.convert("RGB").getcolors(1 << 20)}
+        assert rendering.COLORS[rendering.PREFIX] in colours
+    pieces = rendering.denoising_pieces(sample["steps"][-1]["tokens"], sample["steps"][-1]["probs"], sample["kinds"],
+                                        data["eos_token"])
+    rounded = [p for p in pieces if p.kind == rendering.ROUNDED]
+    assert rounded and all(0 <= p.confidence <= 1 for p in rounded)
+    assert rendering.confidence_colour(0.0) == (150, 70, 70) and rendering.confidence_colour(1.0) == (110, 235, 140)
+
+
+def test_gaussian_flags_on_a_masked_checkpoint_and_masked_flags_on_a_gaussian_one(checkpoint, gaussian_checkpoint,
+                                                                                tmp_path, capsys):
+    out = tmp_path / "anim"
+    assert visualize_generation.main(["--checkpoint", checkpoint, "--max-frames", "5", "--output", str(out)]) == 2
+    assert "--max-frames only applies to a Gaussian checkpoint" in capsys.readouterr().err
+    assert visualize_generation.main(["--checkpoint", gaussian_checkpoint, "--threshold", "0.5",
+                                      "--output", str(out)]) == 2
+    assert "--threshold only applies to a masked checkpoint" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@needs_chromium
+def test_the_viewer_plays_a_gaussian_trace(browser, gaussian_animation, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    page_dir = tmp_path / "page"
+    page_dir.mkdir()
+    shutil.copy(os.path.join(REPO, "view_animation.html"), page_dir)
+    shutil.copy(gaussian_animation / "animation_data.js", page_dir)
+    data = read_data(page_dir / "animation_data.js")
+    steps, kinds = data["samples"][0]["steps"], data["samples"][0]["kinds"]
+    d = browser
+    d.get((page_dir / "view_animation.html").as_uri())
+    el = lambda css: d.find_element(By.CSS_SELECTOR, css)  # noqa: E731
+    _wait(d, lambda d: el("#viewer").is_displayed(), "the viewer")
+    assert "Gaussian noise" in el("#title").text
+    assert el("#legend-gaussian").is_displayed() and not el("#legend-masked").is_displayed()
+    d.execute_script("document.activeElement && document.activeElement.blur()")
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    ActionChains(d).send_keys(Keys.END).perform()
+    last = steps[-1]
+    assert el("#step-title").text == f"k = {last['step']} of 20 (t = {last['t']:.2f})"
+    pieces = rendering.denoising_pieces(last["tokens"], last["probs"], kinds, data["eos_token"])
+    spans = d.find_elements(By.CSS_SELECTOR, "#tokens .rounded")
+    rounded = [p for p in pieces if p.kind == rendering.ROUNDED]
+    assert len(spans) == len(rounded)
+    for span, piece in zip(spans, rounded, strict=True):  # the colour of the GIF's frames
+        assert span.value_of_css_property("color") in (f"rgba({', '.join(map(str, rendering.confidence_colour(piece.confidence)))}, 1)",
+                                                      f"rgb({', '.join(map(str, rendering.confidence_colour(piece.confidence)))})")
+        assert f"rounding probability p = {piece.confidence:.4f}" in span.get_attribute("title")
+    bar = "const b = document.getElementById('bar-fill'); return b.getBoundingClientRect().width / b.parentNode.clientWidth"
+    _wait(d, lambda d: abs(d.execute_script(bar) - last["alpha_bar"] ** 0.5) < 0.02, "the bar to show the signal share")
+    assert _severe(d) == []

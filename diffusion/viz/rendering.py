@@ -48,6 +48,21 @@ LEGEND = [(PREFIX, "prompt (fixed)"), (NEW, "revealed in this step"), (REVEALED,
           (MASK, "still masked"), (END, "end of text")]
 
 
+# Gaussian denoising frames: a position's nearest token, coloured by its rounding probability p,
+# from dim red (p near 0: still noise) through amber to bright green (p near 1: settled).
+ROUNDED = "rounded"
+CONFIDENCE_STOPS = [(0.0, (150, 70, 70)), (0.5, (235, 180, 60)), (1.0, (110, 235, 140))]
+
+
+def confidence_colour(p: float | None) -> tuple[int, int, int]:
+    p = min(1.0, max(0.0, p or 0.0))
+    for (p0, c0), (p1, c1) in zip(CONFIDENCE_STOPS, CONFIDENCE_STOPS[1:], strict=False):
+        if p <= p1:
+            w = (p - p0) / (p1 - p0)
+            return tuple(round(a + w * (b - a)) for a, b in zip(c0, c1, strict=True))
+    return CONFIDENCE_STOPS[-1][1]
+
+
 FRAME_NAME = re.compile(r"^frame_\d{3,}\.png$")
 
 
@@ -67,11 +82,16 @@ def position_kinds(prompt, tokenizer, row: int = 0) -> list[str]:
 
 @dataclass
 class Piece:
-    """One position as drawn: its text (no leading space), kind, and whether a space goes before it."""
+    """One position as drawn: its text (no leading space), kind, and whether a space goes before it.
+
+    ``confidence`` (Gaussian denoising frames, kind ROUNDED): the rounding probability of the
+    token, which sets its colour.
+    """
 
     text: str
     kind: str
     space_before: bool
+    confidence: float | None = None
 
 
 def step_pieces(tokens: list[str], masked: list[bool], revealed: list[bool], kinds: list[str],
@@ -211,7 +231,8 @@ def _draw_line(draw: ImageDraw.ImageDraw, line: list[tuple[Piece, float]], x0: f
         draw.rounded_rectangle((left - 2, y - 2, right + 2, y + style.text_size + 5), radius=5, fill=NEW_BACKGROUND)
         _sparkle(draw, right + 2, y - 5, 6, COLORS[NEW])
     for piece, x in line:
-        draw.text((x0 + x, y), piece.text, font=f, fill=COLORS[piece.kind])
+        colour = confidence_colour(piece.confidence) if piece.kind == ROUNDED else COLORS[piece.kind]
+        draw.text((x0 + x, y), piece.text, font=f, fill=colour)
 
 
 def render_frame(pieces: list[Piece], step: int, n_steps: int, header: str = "", height: int | None = None,
@@ -354,3 +375,86 @@ def write_all_or_nothing(frames: list[Image.Image], frames_dir: str, gif_path: s
             shutil.rmtree(final)
         os.replace(tmp, final)
     return [os.path.join(frames_dir, os.path.basename(p)) for p in sorted(os.listdir(frames_dir)) if FRAME_NAME.match(p)]
+
+
+# ------------------------------------------------------------------ Gaussian denoising frames
+def denoising_pieces(tokens: list[str], probs: list[float], kinds: list[str], end_token: str | None = None) -> list[Piece]:
+    """One step of a Gaussian trace -> pieces: every generated position's nearest token, coloured by ``probs``.
+
+    kinds: per position 'generated', 'prefix' (fixed text, light blue) or 'special' (the
+    template's <s> and </s>: not drawn).  A generated ``</s>`` ends the text, as in the masked
+    frames; a generated ``<s>`` or padding token is drawn as a dot (it is dropped from the text).
+    """
+    pieces: list[Piece] = []
+    for token, p, kind in zip(tokens, probs, kinds, strict=True):
+        if kind == "special":
+            continue
+        if kind == "generated" and end_token is not None and token == end_token:
+            if pieces:  # a </s> at the very start is the <s> slot's guess: the text has not begun
+                pieces.append(Piece(END_TEXT, END, True))
+                break
+            continue
+        text = token.replace("\r", "").replace("\n", " \u21b5 ").replace("\t", " ")
+        space = text.startswith(" ") or not pieces
+        text = text.strip() or "\u00b7"
+        if token.startswith("<") and token.endswith(">"):  # <s>, <pad>, <mask>: not text
+            text, space = "\u00b7", True
+        pieces.append(Piece(text, PREFIX if kind == "prefix" else ROUNDED, space, confidence=p))
+    return pieces
+
+
+def _draw_confidence_legend(draw: ImageDraw.ImageDraw, y: float, style: Style) -> None:
+    small = font(style.small_size)
+    x = style.margin
+    draw.text((x, y), "word", font=small, fill=COLORS[PREFIX])
+    x += small.getlength("word") + 10
+    draw.text((x, y), "prompt (fixed)", font=small, fill=MUTED)
+    x += small.getlength("prompt (fixed)") + 28
+    draw.text((x, y), "nearest token, rounding probability", font=small, fill=MUTED)
+    x += small.getlength("nearest token, rounding probability") + 10
+    for i, label in enumerate(("0", "0.5", "1")):
+        p = i / 2
+        draw.text((x, y), "word", font=small, fill=confidence_colour(p))
+        x += small.getlength("word") + 4
+        draw.text((x, y), label, font=small, fill=MUTED)
+        x += small.getlength(label) + 14
+    x += 14
+    draw.text((x, y), END_TEXT, font=small, fill=COLORS[END])
+    draw.text((x + small.getlength(END_TEXT) + 10, y), "end of text", font=small, fill=MUTED)
+
+
+def render_denoising_frames(steps: list[list[Piece]], labels: list[tuple[str, float]], header: str = "",
+                            style: Style | None = None) -> list[Image.Image]:
+    """Frames of a Gaussian trace: per step its title (``labels[i] = ("k = 1000, t = 1.00", signal)``), a bar
+    with the share of signal sqrt(alpha_bar) in x_k, and the rounded text.  All frames are one size."""
+    style = style or Style()
+    n_lines = max(len(layout(pieces, style)) for pieces in steps)
+    height = frame_height(n_lines, style)
+    frames = []
+    for pieces, (title, signal) in zip(steps, labels, strict=True):
+        image = Image.new("RGB", (style.width, height), BACKGROUND)
+        draw = ImageDraw.Draw(image)
+        m, small = style.margin, font(style.small_size)
+        y = m
+        draw.text((m, y), title, font=font(style.title_size, bold=True), fill=TITLE_COLOR)
+        if header:
+            baseline = y + font(style.title_size, bold=True).getmetrics()[0]
+            draw.text((style.width - m, baseline), header, font=small, fill=MUTED, anchor="rs")
+        y += style.title_size + 14
+        rounded = [p.confidence for p in pieces if p.kind == ROUNDED]
+        mean_p = sum(rounded) / len(rounded) if rounded else 1.0
+        draw.text((m, y), f"signal sqrt(alpha_bar) = {signal:.2f} \u00b7 mean rounding probability {mean_p:.2f}",
+                  font=small, fill=MUTED)
+        y += style.small_size + 16
+        right = style.width - m
+        draw.rounded_rectangle((m, y, right, y + style.bar_height), radius=style.bar_height // 2, fill=BAR_TRACK)
+        if signal > 0:
+            end = m + max(style.bar_height, (right - m) * signal)
+            draw.rounded_rectangle((m, y, end, y + style.bar_height), radius=style.bar_height // 2, fill=BAR_FILL)
+        y = _header_height(style)
+        for line in layout(pieces, style):
+            _draw_line(draw, line, m, y + (style.line_height - style.text_size) // 2, style)
+            y += style.line_height
+        _draw_confidence_legend(draw, height - _legend_height(style) + 28, style)
+        frames.append(image)
+    return frames
