@@ -360,7 +360,7 @@ class GaussianArguments:
     embedding_dim: int | None = field(
         default=None,
         metadata={"help": "With --model-config: the size d of the learned token embeddings that are diffused "
-                  "(default 32; Diffusion-LM used 16-128)."},
+                  "(default 64, measured in docs/GAUSSIAN_TEXT.md; Diffusion-LM used 16-128)."},
     )
     no_self_conditioning: bool = field(
         default=False,

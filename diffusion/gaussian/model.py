@@ -143,7 +143,7 @@ GAUSSIAN_PRESETS = {
     "small": dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, intermediate_size=2048,
                   hidden_dropout_prob=0.1),
 }
-DEFAULT_EMBEDDING_DIM = 32
+DEFAULT_EMBEDDING_DIM = 64
 
 
 def build_gaussian_model(preset: str, tokenizer, max_length: int, embedding_dim: int | None = None,
