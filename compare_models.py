@@ -6,9 +6,13 @@
     python compare_models.py --infill "dog: a [MASK] [MASK] [MASK] of the genus Canis."   # infilling
     python compare_models.py --judge path/to/another-causal-lm  # adds judge perplexity to the table
     python compare_models.py --gpt2-checkpoint gpt2           # the hub GPT-2 (needs internet)
+    python compare_models.py --gaussian-checkpoint models/gaussian-base --ddim-steps 50   # a third lane: Gaussian
 
 The diffusion side decodes with generate.py's defaults unless told otherwise: with blocks (the
 bundled model's) the dual cache of diffusion/masked/cache.py, --threshold 0.9, one step per position.
+With --gaussian-checkpoint a Gaussian diffusion model runs a third lane (--sampler, --ddim-steps,
+--eta, --clamp as in generate.py), continuing the same prompt (or filling the same template) in a
+row whose length is drawn from its training lengths, its estimate rounded to tokens at every step.
 Both models run on the same prompt with the same sampling flags and seed; GPT-2 generates as many
 new tokens as the diffusion model fills (in --infill mode: the rest of the template after the
 first [MASK], since it sees only the text before it).  Each side is timed on the wall clock, on
@@ -34,14 +38,23 @@ from dataclasses import dataclass, field
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from diffusion.checkpoint import quiet_loading, resolve_model  # noqa: E402
-from diffusion.cli import check_text, parse_args, run_main  # noqa: E402
+from diffusion.cli import check_text, flag_names, foreign_flags, parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
+from diffusion.gaussian.generation import check_sample_length, load_gaussian_generator  # noqa: E402
+from diffusion.gaussian.sampling import GaussianSamplingOptions, gaussian_prompt, lengths_after_prompt, sample  # noqa: E402
 from diffusion.masked.generation import load_generator  # noqa: E402
 from diffusion.masked.unmasking import MASK_PLACEHOLDER, DecodeOptions, build_prompt, continuations, decode  # noqa: E402
 from diffusion.paths import TRAINED_MODEL  # noqa: E402
 from diffusion.text.causal import causal_context, generate_causal, load_causal  # noqa: E402
 from diffusion.text.metrics import check_judge, judge_perplexity, text_quality  # noqa: E402
-from diffusion.viz.race import causal_panel, diffusion_panel, frame_times, render_comparison, timed_decode  # noqa: E402
+from diffusion.viz.race import (  # noqa: E402
+    causal_panel,
+    diffusion_panel,
+    frame_times,
+    gaussian_panel,
+    render_comparison,
+    timed_decode,
+)
 from diffusion.viz.rendering import Style, check_writable, position_kinds, write_all_or_nothing  # noqa: E402
 
 FRAMES_DIR = "comparison_frames"
@@ -62,6 +75,11 @@ class CompareArguments:
         default=None,
         metadata={"help": "The autoregressive side: causal LM folder or hub id (gpt2 with internet). "
                   "Default: the bundled models/causal-base."},
+    )
+    gaussian_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "A third lane: a Gaussian diffusion model (models/gaussian-base, results-gaussian/final-model), "
+                  "sampled with --sampler, --ddim-steps, --eta, --clamp."},
     )
     prompt: str | None = field(default=None, metadata={"help": "Text both models continue (kept unchanged)."})
     infill: str | None = field(
@@ -143,11 +161,16 @@ def brief_settings(options: DecodeOptions) -> str:
 
 
 def run(argv: list[str]) -> int:
-    args, options = parse_args((CompareArguments, DecodeOptions), argv)
+    args, options, g_options = parse_args((CompareArguments, DecodeOptions, GaussianSamplingOptions), argv)
+    wanted = foreign_flags(flag_names(argv), GaussianSamplingOptions, DecodeOptions)
+    if wanted and not args.gaussian_checkpoint:
+        raise ValueError(f"{', '.join(wanted)} {'sets' if len(wanted) == 1 else 'set'} the Gaussian lane: give "
+                         f"--gaussian-checkpoint DIR too")
     masked_name, masked_why = resolve_model(args.roberta_checkpoint, "--roberta-checkpoint", "masked")
     causal_name, causal_why = resolve_model(args.gpt2_checkpoint, "--gpt2-checkpoint", "causal", " (or gpt2, with internet)")
     if args.judge:  # before loading anything: a wrong judge should cost nothing
-        check_judge(args.judge, {"diffusion": masked_name, "GPT-2": causal_name})
+        check_judge(args.judge, {"diffusion": masked_name, "GPT-2": causal_name,
+                                 **({"Gaussian": args.gaussian_checkpoint} if args.gaussian_checkpoint else {})})
     out_dir = os.path.dirname(os.path.abspath(args.output))
     if os.path.exists(args.output) and not os.path.isfile(args.output):
         raise ValueError(f"--output {args.output!r} is a folder; give a .gif file name")
@@ -166,9 +189,14 @@ def run(argv: list[str]) -> int:
     options = generator.resolve(options)
     model, tokenizer, max_length = generator.model, generator.tokenizer, generator.max_length
     gpt2, gpt2_tokenizer = load_causal(causal_name)
+    gaussian = load_gaussian_generator(args.gaussian_checkpoint, "--gaussian-checkpoint") if args.gaussian_checkpoint else None
+    if gaussian is not None and g_options.sampler == "ddim":
+        gaussian.process.ddim_steps(g_options.steps_for(gaussian.process))  # too many steps: one line, now
     judge = load_causal(args.judge, "--judge") if args.judge else None
     print(f"diffusion model: {masked_name} ({masked_why})")
     print(f"autoregressive model: {causal_name} ({causal_why})")
+    if gaussian is not None:
+        print(f"Gaussian model: {gaussian.checkpoint} ({gaussian.why})")
     if judge:
         print(f"judge: {args.judge}")
     model.to(device)
@@ -193,6 +221,20 @@ def run(argv: list[str]) -> int:
     result, step_times, d_seconds = timed_decode(model, tokenizer, prompt, options)
     causal = generate_causal(gpt2, gpt2_tokenizer, context, n_new, options.sampling, options.k, options.p,
                              options.temperature, options.seed)
+    g_prompt = g_result = None
+    if gaussian is not None:
+        gaussian.model.to(device)
+        g_tokenizer = gaussian.tokenizer
+        if args.infill is not None:
+            g_prompt = gaussian_prompt(g_tokenizer, [0], text=args.infill)
+        else:
+            prefix_ids = g_tokenizer(args.prompt, add_special_tokens=False)["input_ids"] if args.prompt else []
+            lengths = lengths_after_prompt(gaussian.config, 1, len(prefix_ids), max_length, seed=options.seed)
+            g_prompt = gaussian_prompt(g_tokenizer, lengths, prefix_ids=prefix_ids)
+        check_sample_length(gaussian, g_prompt.input_ids.shape[1])
+        sample(gaussian.model, gaussian.process, g_tokenizer, g_prompt, g_options, seed=options.seed)  # warm-up
+        g_result = sample(gaussian.model, gaussian.process, g_tokenizer, g_prompt, g_options, seed=options.seed)
+        g_seconds = g_result.trace[-1].seconds
 
     lefts, d_texts, d_lengths = continuations(tokenizer, prompt, result.ids)
     d_quality = text_quality(d_texts, d_lengths)
@@ -211,9 +253,18 @@ def run(argv: list[str]) -> int:
         row("gpt2", causal_name, causal_why, causal.seconds, causal.forward_passes, causal.lengths[0],
             (left + causal.texts[0] if left else causal.texts[0].strip()), c_quality, infill),
     ]
+    if g_result is not None:
+        g_lefts, g_texts, g_lengths = continuations(g_tokenizer, g_prompt, g_result.ids)
+        g_quality = text_quality(g_texts, g_lengths)
+        g_quality["judge_perplexity"] = None
+        if judge:
+            g_quality["judge_perplexity"] = judge_perplexity(judge_model, judge_tokenizer, g_lefts, g_texts)
+        rows.insert(1, row("gaussian", gaussian.checkpoint, gaussian.why, g_seconds, g_result.forward_passes,
+                           int(g_prompt.generate[0].sum()) if infill else g_lengths[0], g_result.texts[0], g_quality,
+                           False))
 
-    # The race: equal slices of the longer of the two runs.
-    times = frame_times(max(d_seconds, causal.seconds), args.num_frames)
+    # The race: equal slices of the longest of the runs.
+    times = frame_times(max(d_seconds, causal.seconds, g_seconds if g_result is not None else 0.0), args.num_frames)
     kinds = position_kinds(prompt, tokenizer)
     d_title = f"Diffusion \u00b7 {os.path.basename(os.path.normpath(masked_name))} \u00b7 {brief_settings(options)}"
     c_title = (f"Autoregressive \u00b7 {os.path.basename(os.path.normpath(causal_name))} \u00b7 KV cache, "
@@ -223,10 +274,20 @@ def run(argv: list[str]) -> int:
     panels = [diffusion_panel(d_title, d_note, tokenizer, result.trace, step_times, kinds, times,
                               forward_passes=result.forward_passes),
               causal_panel(c_title, c_note, gpt2_tokenizer, context, causal, times)]
+    if g_result is not None:
+        special = set(g_tokenizer.all_special_ids)
+        g_kinds = ["generated" if gen else "special" if token in special else "prefix"
+                   for token, gen in zip(g_prompt.input_ids[0].tolist(), g_prompt.generate[0].tolist(), strict=True)]
+        g_title = (f"Gaussian \u00b7 {os.path.basename(os.path.normpath(gaussian.checkpoint))} \u00b7 "
+                   f"{g_options.describe(gaussian.process)}")
+        g_note = "nearest token of each denoised embedding, by rounding probability: red 0, amber 0.5, green 1"
+        panels.insert(1, gaussian_panel(g_title, g_note, g_tokenizer, g_result.trace, g_seconds, g_kinds, times))
     frames = render_comparison(panels, times, Style(width=args.width))
 
     table = {"prompt": args.prompt, "infill": args.infill, "left_context": left, "max_length": max_length,
              "options": {**vars(options), "num_frames": args.num_frames, "device": str(device)},
+             "gaussian_options": ({**vars(g_options), "ddim_steps": g_options.steps_for(gaussian.process)}
+                                  if gaussian is not None else None),
              "timing": "wall clock of the second of two identical runs per model (the first is a warm-up)",
              "judge": args.judge, "rows": rows}
     frames_dir = os.path.join(out_dir, FRAMES_DIR)

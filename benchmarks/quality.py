@@ -1,4 +1,4 @@
-"""Quality of generated text: the diffusion model at many settings against its GPT-2 baseline, scored by a judge.
+"""Quality of generated text: masked and Gaussian diffusion at many settings against GPT-2, scored by a judge.
 
     python benchmarks/quality.py --judge path/to/a-third-causal-lm          # the default protocol
     python benchmarks/quality.py --num-prompts 4 --samples-per-prompt 2 --max-new-tokens 16 --steps 4 8  # small
@@ -17,6 +17,13 @@ samples at once with seed ``--seed + prompt index``, the same for every setting,
 * or, with ``--grid cache``, cached block decoding: ``--caches`` (none prefix dual) x
   ``--thresholds`` (0.9, and 0 for none) x ``--block-lengths`` (4 8 16) x ``--cache-steps`` (0:
   one step per position), linear, low-confidence (diffusion/masked/cache.py);
+* Gaussian diffusion (``--gaussian-checkpoint``, default results-gaussian/final-model or the
+  bundled models/gaussian-base; ``--no-gaussian`` leaves it out): DDPM with every trained step and
+  DDIM at each of ``--gaussian-ddim-steps`` (10 25 50 100 200), self-conditioned, not clamped;
+  and at DDPM and DDIM 50 also clamped, without self-conditioning, and both.  Its prompt is held
+  fixed (diffusion/gaussian/sampling.py) and each sample's length is drawn from the training
+  lengths (at least the prompt and 1 token, at most the prompt and ``--max-new-tokens``): a
+  Gaussian model has no end-of-text decision of its own inside a row, the row's length is it;
 * GPT-2 left to right with its KV cache (stops at end of text);
 * the reference: the held-out documents' own next tokens (one text per prompt).
 
@@ -50,11 +57,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import torch  # noqa: E402
 
-from diffusion.checkpoint import check_length, quiet_loading, resolve_model, usable_length  # noqa: E402
+from diffusion.checkpoint import ModelLoadError, check_length, quiet_loading, resolve_model, usable_length  # noqa: E402
 from diffusion.cli import parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
 from diffusion.masked.cache import resolve_cache  # noqa: E402
 from diffusion.masked.generation import load_generator  # noqa: E402
+from diffusion.gaussian.generation import load_gaussian_generator  # noqa: E402
+from diffusion.gaussian.sampling import GaussianSamplingOptions, gaussian_prompt, lengths_after_prompt, sample  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, continuations, decode, prompt_from_ids  # noqa: E402
 from diffusion.paths import TRAINED_MODEL  # noqa: E402
 from diffusion.text.causal import causal_context, generate_causal, load_causal  # noqa: E402
@@ -73,6 +82,15 @@ class QualityArguments:
         default=None, metadata={"help": f"Diffusion model. Default: {TRAINED_MODEL} if it exists, else models/masked-base."}
     )
     gpt2_checkpoint: str | None = field(default=None, metadata={"help": "Causal baseline. Default: models/causal-base."})
+    gaussian_checkpoint: str | None = field(
+        default=None,
+        metadata={"help": "Gaussian diffusion model. Default: results-gaussian/final-model if it exists, else "
+                  "models/gaussian-base if it exists, else none."},
+    )
+    no_gaussian: bool = field(default=False, metadata={"help": "Leave the Gaussian rows out."})
+    gaussian_ddim_steps: list[int] = field(
+        default_factory=lambda: [10, 25, 50, 100, 200], metadata={"help": "DDIM step counts of the Gaussian rows."}
+    )
     judge: str | None = field(
         default=None,
         metadata={"help": "Causal LM (folder or hub id) that scores every generator: judge perplexity. It must be "
@@ -137,6 +155,10 @@ class QualityArguments:
                                   block_length=self.block_length)
         if self.threshold is not None:
             DecodeOptions(threshold=self.threshold)
+        if self.no_gaussian and self.gaussian_checkpoint:
+            raise ValueError("--no-gaussian and --gaussian-checkpoint contradict each other: give one")
+        if any(n < 1 for n in self.gaussian_ddim_steps):
+            raise ValueError(f"--gaussian-ddim-steps must be at least 1, got {self.gaussian_ddim_steps}")
         DecodeOptions(cache=self.cache, block_length=self.block_length)
         if self.grid not in ("steps", "cache"):
             raise ValueError(f"--grid must be steps or cache, got {self.grid!r}")
@@ -193,6 +215,26 @@ def cache_settings(args: QualityArguments, sampling: SamplingOptions) -> list[tu
     return out
 
 
+def gaussian_settings(args: QualityArguments, num_steps: int) -> list[tuple[str, dict, GaussianSamplingOptions]]:
+    """DDPM and DDIM at every --gaussian-ddim-steps (self-conditioned, unclamped), plus the clamp and
+    self-conditioning variants at DDPM and DDIM 50 (or the nearest DDIM count given)."""
+    plain = [GaussianSamplingOptions(sampler="ddpm")]
+    plain += [GaussianSamplingOptions(ddim_steps=n) for n in sorted(set(args.gaussian_ddim_steps)) if n <= num_steps]
+    anchor = min(args.gaussian_ddim_steps, key=lambda n: abs(n - 50))
+    variants = []
+    for base in (GaussianSamplingOptions(sampler="ddpm"), GaussianSamplingOptions(ddim_steps=min(anchor, num_steps))):
+        for clamp, no_sc in ((True, False), (False, True), (True, True)):
+            variants.append(dataclasses.replace(base, clamp=clamp, no_self_conditioning=no_sc))
+    out = []
+    for options in plain + variants:
+        passes = num_steps if options.sampler == "ddpm" else options.ddim_steps
+        out.append((f"{options.sampler.upper()} {passes} steps"
+                    + (", clamped" if options.clamp else "") + (", no self-cond." if options.no_self_conditioning else ""),
+                    dict(sampler=options.sampler, steps=passes, clamp=options.clamp,
+                         self_conditioning=not options.no_self_conditioning), options))
+    return out
+
+
 def score(metric, judge, prompts: list[str], texts: list[str], lengths: list[int]) -> dict:
     """The quality numbers of one setting (texts pooled over all prompts and samples)."""
     out = metric.compute(predictions=texts)
@@ -205,8 +247,16 @@ def run(argv: list[str]) -> int:
     args, sampling = parse_args((QualityArguments, SamplingOptions), argv)
     masked_name, masked_why = resolve_model(args.roberta_checkpoint, "--roberta-checkpoint", "masked")
     causal_name, causal_why = resolve_model(args.gpt2_checkpoint, "--gpt2-checkpoint", "causal", " (or gpt2, with internet)")
+    gaussian_name = gaussian_why = None
+    if not args.no_gaussian and args.grid == "steps":  # the cache grid is about masked decoding only
+        try:
+            gaussian_name, gaussian_why = resolve_model(args.gaussian_checkpoint, "--gaussian-checkpoint", "gaussian")
+        except ModelLoadError:
+            if args.gaussian_checkpoint:
+                raise
     if args.judge:
-        check_judge(args.judge, {"diffusion": masked_name, "GPT-2": causal_name})
+        check_judge(args.judge, {"diffusion": masked_name, "GPT-2": causal_name,
+                                 **({"Gaussian": gaussian_name} if gaussian_name else {})})
     plot_name = "quality_vs_steps.png" if args.grid == "steps" else "quality_vs_time.png"
     md_path, json_path, png_path = (os.path.join(args.output_dir, name) for name in ("quality.md", "quality.json", plot_name))
     if os.path.exists(json_path) and not args.overwrite:
@@ -224,6 +274,14 @@ def run(argv: list[str]) -> int:
             resolve_cache(cache, max(args.block_lengths), model)
     gpt2, gpt2_tokenizer = load_causal(causal_name)
     gpt2.eval().to(device)
+    gaussian = load_gaussian_generator(gaussian_name, "--gaussian-checkpoint") if gaussian_name else None
+    if gaussian is not None:
+        gaussian.model.eval().to(device)
+        longest = args.prompt_tokens + args.max_new_tokens + 2
+        if usable_length(gaussian.model) and usable_length(gaussian.model) < longest:
+            raise ValueError(f"{gaussian_name!r} has {usable_length(gaussian.model)} positions: {args.prompt_tokens} "
+                             f"prompt + {args.max_new_tokens} new tokens + <s> + </s> need {longest}; lower "
+                             f"--max-new-tokens")
     judge = None
     if args.judge:
         judge_model, judge_tokenizer = load_causal(args.judge, "--judge")
@@ -248,6 +306,8 @@ def run(argv: list[str]) -> int:
     n, samples = len(docs), args.samples_per_prompt
     print(f"diffusion model: {masked_name} ({masked_why})")
     print(f"autoregressive model: {causal_name} ({causal_why})")
+    print(f"Gaussian model: {gaussian_name} ({gaussian_why})" if gaussian_name else
+          "Gaussian model: none (--no-gaussian, or no results-gaussian/final-model or models/gaussian-base)")
     print(f"judge: {args.judge or 'none (no judge perplexity; pass --judge)'}")
     print(f"{n} held-out prompts x {samples} samples x {args.max_new_tokens} new tokens, {sampling.sampling} sampling"
           + (f", diffusion in blocks of {args.block_length}" if args.block_length and args.grid == "steps" else ""))
@@ -260,9 +320,16 @@ def run(argv: list[str]) -> int:
         blocks = args.block_length if cache == "none" else (args.block_length or min(8, args.max_new_tokens))
         decode(model, tokenizer, warm, DecodeOptions(steps=4, block_length=blocks, cache=cache))
     generate_causal(gpt2, gpt2_tokenizer, causal_context(gpt2_tokenizer, prompt_texts[0]), 4, num_samples=samples)
+    if gaussian is not None:
+        sample(gaussian.model, gaussian.process, gaussian.tokenizer,
+               gaussian_prompt(gaussian.tokenizer, [args.prompt_tokens + 10] * samples, prefix_ids=prompt_ids[0]),
+               GaussianSamplingOptions(ddim_steps=min(4, gaussian.process.num_steps)), record_trace=False)
 
     plan = [("reference", "held-out text", {}, None)]
     plan += [("diffusion", name, fields, options) for name, fields, options in settings]
+    if gaussian is not None:
+        plan += [("gaussian", name, fields, options) for name, fields, options in
+                 gaussian_settings(args, gaussian.process.num_steps)]
     plan.append(("gpt2", "left to right, KV cache", {}, None))
     rows = []
     for index, (generator, name, fields, options) in enumerate(plan, 1):
@@ -287,6 +354,19 @@ def run(argv: list[str]) -> int:
                 tokens += samples * args.max_new_tokens
                 computed += result.positions_computed
                 fields = {**fields, "cache": result.cache, "block_length": opts.block_length}
+            elif generator == "gaussian":
+                rows_lengths = lengths_after_prompt(gaussian.config, samples, args.prompt_tokens,
+                                                    args.prompt_tokens + args.max_new_tokens + 2, seed)
+                prompt = gaussian_prompt(gaussian.tokenizer, rows_lengths, prefix_ids=prompt_ids[i])
+                result = sample(gaussian.model, gaussian.process, gaussian.tokenizer, prompt, options, seed=seed,
+                                record_trace=False)
+                lefts, conts, lens = continuations(gaussian.tokenizer, prompt, result.ids)
+                contexts += lefts
+                texts += conts
+                lengths += lens
+                passes += result.forward_passes
+                tokens += int(prompt.generate.sum())
+                computed += result.forward_passes * int(prompt.attention_mask.sum())
             else:
                 causal = generate_causal(gpt2, gpt2_tokenizer, causal_context(gpt2_tokenizer, prompt_texts[i]),
                                          args.max_new_tokens, sampling.sampling, sampling.k, sampling.p,
@@ -315,7 +395,8 @@ def run(argv: list[str]) -> int:
               f"repetition {row['repetition_rate']:.3f}, {row['length_words']:.1f} words"
               + (f", {seconds:.1f} s" if generator != "reference" else ""), flush=True)
 
-    meta = {"diffusion_model": masked_name, "causal_model": causal_name, "judge": args.judge, "num_prompts": n,
+    meta = {"diffusion_model": masked_name, "causal_model": causal_name, "gaussian_model": gaussian_name,
+            "judge": args.judge, "num_prompts": n,
             "samples_per_prompt": samples, "max_new_tokens": args.max_new_tokens, "prompt_tokens": args.prompt_tokens,
             "sampling": {"method": sampling.sampling, "k": sampling.k, "p": sampling.p, "temperature": sampling.temperature},
             "seed": args.seed, "device": str(device),
@@ -344,9 +425,10 @@ def markdown(meta: dict, rows: list[dict]) -> str:
     s = meta["sampling"]
     sampling = {"topk": f"top-k {s['k']}", "nucleus": f"nucleus p={s['p']}"}.get(s["method"], s["method"])
     lines = [
-        "# Generation quality: diffusion vs autoregressive",
+        "# Generation quality: masked and Gaussian diffusion vs autoregressive",
         "",
-        f"Diffusion model `{meta['diffusion_model']}`, causal baseline `{meta['causal_model']}`, "
+        f"Masked diffusion model `{meta['diffusion_model']}`, Gaussian diffusion model "
+        f"`{meta.get('gaussian_model') or 'none'}`, causal baseline `{meta['causal_model']}`, "
         f"judge `{meta['judge'] or 'none'}`.  {meta['num_prompts']} held-out prompts of {meta['prompt_tokens']} tokens "
         f"x {meta['samples_per_prompt']} samples x {meta['max_new_tokens']} new tokens, {sampling}, "
         f"T={s['temperature']}, seed {meta['seed']} + prompt index; {meta['machine']} ({meta['device']}).",
@@ -399,7 +481,11 @@ def plot_quality_vs_steps(rows: list[dict], path: str) -> bool:
     for r in diffusion:
         if r["threshold"] is None:
             curves.setdefault(f"{r['schedule']}, {r['remasking']}", []).append(r)
-    others = {r["generator"]: r for r in rows if r["generator"] != "diffusion"}
+    others = {r["generator"]: r for r in rows if r["generator"] in ("gpt2", "reference")}
+    gaussian_ddim = sorted((r for r in rows if r["generator"] == "gaussian" and r["sampler"] == "ddim"
+                            and not r["clamp"] and r["self_conditioning"]), key=lambda r: r["steps"])
+    gaussian_ddpm = [r for r in rows if r["generator"] == "gaussian" and r["sampler"] == "ddpm"
+                     and not r["clamp"] and r["self_conditioning"]]
     for ax, (key, label) in zip(axes[0], metrics, strict=True):
         for name, points in curves.items():
             points = sorted(points, key=lambda r: r["steps"])
@@ -408,11 +494,17 @@ def plot_quality_vs_steps(rows: list[dict], path: str) -> bool:
             if r["threshold"] is not None:
                 ax.scatter([r["forward_passes_per_prompt"]], [r[key]], marker="*", s=140, color="black",
                            label=f"threshold {r['threshold']}", zorder=5)
+        if gaussian_ddim:
+            ax.plot([r["steps"] for r in gaussian_ddim], [r[key] for r in gaussian_ddim], marker="s", color="purple",
+                    label="Gaussian, DDIM")
+        for r in gaussian_ddpm:
+            ax.scatter([r["steps"]], [r[key]], marker="D", s=60, color="purple", label="Gaussian, DDPM", zorder=5)
         for generator, style in (("gpt2", "--"), ("reference", ":")):
             if generator in others and others[generator][key] is not None:
                 ax.axhline(others[generator][key], linestyle=style, color="gray", label=generator)
         ax.set_xscale("log", base=2)
-        ax.set_xticks(sorted({r["steps"] for r in diffusion}), labels=[str(s) for s in sorted({r["steps"] for r in diffusion})])
+        ticks = sorted({r["steps"] for r in diffusion} | {r["steps"] for r in gaussian_ddim + gaussian_ddpm})
+        ax.set_xticks(ticks, labels=[str(t) for t in ticks])
         ax.set_xlabel("diffusion steps (forward passes)")
         ax.set_title(label)
         ax.grid(alpha=0.3)

@@ -208,3 +208,29 @@ def test_a_long_panel_title_is_cut_to_the_frame_width():
     assert cut.endswith("\u2026") and draw.textlength(cut, font=bold) <= 888
     assert cut.startswith("Diffusion \u00b7 masked-base \u00b7 nucleus p=0.9")
     assert fit_width(draw, "Diffusion \u00b7 masked-base", bold, 888) == "Diffusion \u00b7 masked-base"
+
+
+def test_a_gaussian_checkpoint_adds_a_third_lane(checkpoint, gpt2_checkpoint, gaussian_checkpoint, judge_checkpoint,
+                                                tmp_path, capsys):
+    out = tmp_path / "race.gif"
+    argv = ["--roberta-checkpoint", checkpoint, "--gpt2-checkpoint", gpt2_checkpoint, "--gaussian-checkpoint",
+            gaussian_checkpoint, "--ddim-steps", "5", "--judge", judge_checkpoint, "--prompt", "dog:", *FLAGS,
+            "--output", str(out)]
+    assert compare_models.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"Gaussian model: {gaussian_checkpoint}" in printed
+    table = json.loads((tmp_path / "race.json").read_text())
+    assert [r["model"] for r in table["rows"]] == ["diffusion", "gaussian", "gpt2"]
+    gaussian = table["rows"][1]
+    assert set(gaussian) == ROW_FIELDS and gaussian["forward_passes"] == 5 and gaussian["text"].startswith("dog:")
+    assert isinstance(gaussian["judge_perplexity"], float) and table["gaussian_options"]["ddim_steps"] == 5
+    two_lanes = tmp_path / "two.gif"
+    assert compare_models.main(argv[:4] + argv[8:-1] + [str(two_lanes)]) == 0
+    with Image.open(out) as three, Image.open(two_lanes) as two:
+        assert three.size[0] == two.size[0] and three.size[1] > two.size[1]  # one more panel
+    capsys.readouterr()
+    assert compare_models.main(argv[:4] + ["--ddim-steps", "5", "--output", str(tmp_path / "x.gif")]) == 2
+    assert "--ddim-steps sets the Gaussian lane: give --gaussian-checkpoint DIR too" in capsys.readouterr().err
+    assert compare_models.main(argv[:6] + ["--ddim-steps", "99", "--output", str(tmp_path / "y.gif")]) == 2
+    assert "--ddim-steps must lie in 1..20" in capsys.readouterr().err
+    assert not (tmp_path / "x.gif").exists() and not (tmp_path / "y.gif").exists()

@@ -100,10 +100,14 @@ def _error(capsys, argv, *needles):
 
 
 def test_judge_refused_and_bad_inputs(checkpoint, gpt2_checkpoint, tmp_path, capsys):
-    c = ["--roberta-checkpoint", checkpoint, "--gpt2-checkpoint", gpt2_checkpoint, "--output-dir", str(tmp_path / "q")]
+    c = ["--roberta-checkpoint", checkpoint, "--gpt2-checkpoint", gpt2_checkpoint, "--no-gaussian",
+         "--output-dir", str(tmp_path / "q")]
     _error(capsys, c + ["--judge", gpt2_checkpoint], "is the GPT-2 generator itself", "must be neither generator")
     _error(capsys, c + ["--judge", checkpoint], "is the diffusion generator itself")
     _error(capsys, ["--roberta-checkpoint", str(tmp_path / "nope"), *c[2:]], "does not exist")
+    _error(capsys, c[:4] + ["--gaussian-checkpoint", checkpoint, "--output-dir", str(tmp_path / "q")],
+           "holds a masked model")
+    _error(capsys, c + ["--gaussian-checkpoint", checkpoint], "--no-gaussian and --gaussian-checkpoint contradict")
     _error(capsys, c + ["--max-new-tokens", "40"], "has 32 positions")
     _error(capsys, c + ["--schedules", "zigzag"], "known schedules")
     _error(capsys, c + ["--num-prompts", "0"], "--num-prompts must be at least 1")
@@ -114,19 +118,30 @@ SMALL = ["--num-prompts", "2", "--samples-per-prompt", "2", "--max-new-tokens", 
          "--schedules", "linear", "--sampling", "topk", "--k", "20"]
 
 
-def test_cli_small_run_writes_table_json_and_plot(checkpoint, gpt2_checkpoint, judge_checkpoint, tmp_path, capsys):
+def test_cli_small_run_writes_table_json_and_plot(checkpoint, gpt2_checkpoint, gaussian_checkpoint, judge_checkpoint,
+                                                 tmp_path, capsys):
     out = tmp_path / "quality"
     argv = [sys.executable, "benchmarks/quality.py", "--roberta-checkpoint", checkpoint, "--gpt2-checkpoint",
-            gpt2_checkpoint, "--judge", judge_checkpoint, *SMALL, "--output-dir", str(out)]
+            gpt2_checkpoint, "--gaussian-checkpoint", gaussian_checkpoint, "--gaussian-ddim-steps", "2", "4",
+            "--judge", judge_checkpoint, *SMALL, "--output-dir", str(out)]
     proc = run_script(argv)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # reference + 2 steps x 1 schedule x 2 remasking rules + threshold + gpt2: one progress line each
+    # reference + 2 steps x 1 schedule x 2 remasking rules + threshold + 9 Gaussian + gpt2: one progress line each
     progress = [line for line in proc.stdout.splitlines() if line.startswith("[")]
-    assert len(progress) == 7 and progress[0].startswith("[1/7] reference") and progress[-1].startswith("[7/7] gpt2")
+    assert len(progress) == 16 and progress[0].startswith("[1/16] reference") and progress[-1].startswith("[16/16] gpt2")
     data = json.loads((out / "quality.json").read_text())
     assert data["meta"]["judge"] == judge_checkpoint and data["meta"]["num_prompts"] == 2
+    assert data["meta"]["gaussian_model"] == gaussian_checkpoint
     rows = data["rows"]
-    assert [r["generator"] for r in rows] == ["reference"] + ["diffusion"] * 5 + ["gpt2"]
+    assert [r["generator"] for r in rows] == ["reference"] + ["diffusion"] * 5 + ["gaussian"] * 9 + ["gpt2"]
+    gaussian = [(r["sampler"], r["steps"], r["clamp"], r["self_conditioning"], r["forward_passes_per_prompt"])
+                for r in rows if r["generator"] == "gaussian"]
+    assert gaussian[:3] == [("ddpm", 20, False, True, 20.0), ("ddim", 2, False, True, 2.0), ("ddim", 4, False, True, 4.0)]
+    assert {(s, c, sc) for s, _, c, sc, _ in gaussian[3:]} == {(s, c, sc) for s in ("ddpm", "ddim")
+                                                                for c, sc in ((True, True), (False, False), (True, False))}
+    for r in rows:
+        if r["generator"] == "gaussian":  # the prompt is kept: every text continues it
+            assert r["example"][:5] == rows[0]["example"][:5], r["example"]
     settings = [(r["steps"], r["remasking"], r["threshold"]) for r in rows if r["generator"] == "diffusion"]
     assert settings == [(2, "low-confidence", None), (2, "random", None), (4, "low-confidence", None), (4, "random", None),
                         (4, "low-confidence", 0.9)]
@@ -139,6 +154,7 @@ def test_cli_small_run_writes_table_json_and_plot(checkpoint, gpt2_checkpoint, j
     assert rows[0]["length_tokens"] == 6.0  # the held-out text's own next 6 tokens
     md = (out / "quality.md").read_text()
     assert "| generator | setting | passes / prompt |" in md and md.count("| diffusion |") == 5
+    assert md.count("| gaussian |") == 9 and "DDIM 4 steps, clamped, no self-cond." in md
     with Image.open(out / "quality_vs_steps.png") as png:
         assert png.size[0] > 800
     # the same seeds give the same texts; and results are not overwritten without --overwrite
@@ -155,6 +171,7 @@ def test_cache_grid_times_every_cache_and_plots_quality_against_time(checkpoint,
     out = tmp_path / "cache"
     argv = ["--roberta-checkpoint", checkpoint, "--gpt2-checkpoint", gpt2_checkpoint, "--judge", judge_checkpoint,
             "--num-prompts", "2", "--samples-per-prompt", "2", "--max-new-tokens", "8", "--grid", "cache",
+            "--no-gaussian",
             "--caches", "none", "dual", "--thresholds", "0.5", "0", "--block-lengths", "4", "--output-dir", str(out)]
     assert quality.main(argv) == 0
     rows = json.loads((out / "quality.json").read_text())["rows"]

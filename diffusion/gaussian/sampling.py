@@ -20,10 +20,12 @@ are diffused.  The last estimate is rounded to the nearest token: that is the te
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import torch
 
+from diffusion.device import synchronize
 from diffusion.gaussian.process import GaussianProcess
 from diffusion.text.tokens import decode_text
 
@@ -55,6 +57,11 @@ class GaussianSamplingOptions:
         metadata={"help": "Gaussian checkpoints: snap every predicted x0 to the nearest token embedding "
                   "(Diffusion-LM's clamping trick)."},
     )
+    no_self_conditioning: bool = field(
+        default=False,
+        metadata={"help": "Gaussian checkpoints: feed zeros instead of the previous x0 estimate (what a model "
+                  "trained with self-conditioning sees on the other half of its training batches)."},
+    )
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -80,7 +87,7 @@ class GaussianSamplingOptions:
             text = f"DDPM, {process.num_steps} steps"
         else:
             text = f"DDIM, {self.steps_for(process)} of {process.num_steps} steps, eta {self.eta:g}"
-        return text + (", clamped" if self.clamp else "")
+        return text + (", clamped" if self.clamp else "") + (", no self-conditioning" if self.no_self_conditioning else "")
 
 
 @dataclass
@@ -91,7 +98,7 @@ class GaussianPrompt:
 
 
 def gaussian_prompt(tokenizer, lengths: list[int], prefix: str | None = None,
-                    text: str | None = None) -> GaussianPrompt:
+                    text: str | None = None, prefix_ids: list[int] | None = None) -> GaussianPrompt:
     """Rows of the given lengths (``<s>`` and ``</s>`` included): all generated, or ``<s> prefix ... </s>``
     with the prefix and both ends fixed, or an infill template.
 
@@ -118,10 +125,11 @@ def gaussian_prompt(tokenizer, lengths: list[int], prefix: str | None = None,
         generate.append(False)
         rows, gens = [ids] * len(lengths), [generate] * len(lengths)
     else:
-        prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
+        if prefix_ids is None:
+            prefix_ids = tokenizer(prefix, add_special_tokens=False)["input_ids"] if prefix else []
         rows, gens = [], []
         for n in lengths:
-            if not prefix:  # unconditional: every position is generated, <s> and </s> too (as trained)
+            if not prefix_ids:  # unconditional: every position is generated, <s> and </s> too (as trained)
                 rows.append([fill] * n)
                 gens.append([True] * n)
                 continue
@@ -151,6 +159,7 @@ class GaussianStep:
     ids: torch.Tensor  # (B, L) long: nearest token of every position's x0 estimate
     probs: torch.Tensor  # (B, L) float: its rounding probability (softmax over x0_hat . E^T)
     noise_norm: float  # mean |x_k| over generated positions (how far from the embedding cloud)
+    seconds: float = 0.0  # since sampling began, when this state was ready (compare_models.py's race)
 
 
 @dataclass
@@ -192,6 +201,8 @@ def sample(model, process: GaussianProcess, tokenizer, prompt: GaussianPrompt, o
         return torch.randn(shape, generator=generator).to(device=device, dtype=fixed.dtype)
 
     x = torch.where(gen, noise(), fixed)  # x_N: pure noise where generated
+    synchronize(device)
+    started = time.perf_counter()
     estimate = None
     trace = []
     steps = options.schedule_of_steps(process)
@@ -202,16 +213,17 @@ def sample(model, process: GaussianProcess, tokenizer, prompt: GaussianPrompt, o
         if options.clamp:
             x0_hat = model.embed(_round(model, x0_hat)[0])
         x0_hat = torch.where(gen, x0_hat, fixed)
-        estimate = x0_hat
+        estimate = None if options.no_self_conditioning else x0_hat
         if record_trace:
             rounded, probs = _round(model, x0_hat)
             norm = float(x.norm(dim=-1)[prompt.generate.to(device)].mean()) if prompt.generate.any() else 0.0
-            trace.append(GaussianStep(k, rounded.cpu(), probs.cpu(), norm))
+            synchronize(device)
+            trace.append(GaussianStep(k, rounded.cpu(), probs.cpu(), norm, time.perf_counter() - started))
         if options.sampler == "ddpm":
             x = process.ddpm_step(x, k, x0_hat, noise())
         else:
             x = process.ddim_step(x, k, k_prev, x0_hat, options.eta, noise() if options.eta > 0 else None)
-    final, _ = _round(model, estimate)
+    final, _ = _round(model, x0_hat)
     final = torch.where(prompt.generate.to(device), final, ids).cpu()
     model.train(was_training)
     texts = [decode_text(tokenizer, row[:int(n)].tolist()) for row, n in zip(final, prompt.attention_mask.sum(1),
@@ -259,3 +271,14 @@ def trace_lines(tokenizer, result: GaussianResult, row: int, process: GaussianPr
         confidence = float(step.probs[row, :n].mean())
         lines.append(f"k {step.step:>4} (t {step.step / process.num_steps:.2f}, mean p {confidence:.2f}): {text}")
     return lines
+
+
+def lengths_after_prompt(diffusion_config, n: int, prompt_tokens: int, max_length: int, seed: int | None = 0) -> list[int]:
+    """Row lengths (``<s>`` and ``</s>`` included) for continuing a prompt of ``prompt_tokens`` tokens:
+    drawn from the training lengths, kept in [prompt + 3, ``max_length``] (at least one generated token).
+
+    A Gaussian row has no end-of-text decision of its own, its length is it; drawing it from the
+    corpus gives texts as long as the corpus's, as the other generators' are when they end.
+    """
+    drawn = sample_lengths(diffusion_config, None, n, seed=seed)
+    return [min(max(length, prompt_tokens + 3), max_length) for length in drawn]

@@ -4,7 +4,9 @@
   every step's state was ready (the causal side times its tokens itself: diffusion/text/causal.py).
 * ``diffusion_panel`` / ``causal_panel`` / ``render_comparison``: a shared wall-clock timeline cut
   into equal time slices; every frame shows both models as they stood at that moment, the
-  diffusion model on top (all positions refined together), GPT-2 below (one token after another).
+  diffusion model on top (all positions refined together), GPT-2 below (one token after another);
+  ``gaussian_panel`` adds a Gaussian sampler's lane (its estimate rounded to tokens, coloured by
+  rounding probability as in diffusion/viz/rendering.py's denoising frames).
 
     result, step_times, seconds = timed_decode(model, tokenizer, prompt, options)
     causal = generate_causal(gpt2, gpt2_tokenizer, causal_context(gpt2_tokenizer, "A dog is"), 30)
@@ -99,6 +101,29 @@ def diffusion_panel(title: str, note: str, tokenizer, trace, step_times: list[fl
                   f"\u00b7 {s if forward_passes is None else min(s, forward_passes)} forward passes")
         frames.append(PanelFrame(pieces, status, done / n_text if n_text else 1.0))
         previous = s
+    return Panel(title, note, frames)
+
+
+def gaussian_panel(title: str, note: str, tokenizer, trace, seconds: float, kinds: list[str], times: list[float],
+                   row: int = 0) -> Panel:
+    """The Gaussian sampler at each moment of ``times``: its latest estimate, every generated position's
+    nearest token coloured by its rounding probability (diffusion/gaussian/sampling.py's trace)."""
+    step_times = [step.seconds for step in trace]
+    frames = []
+    for t in times:
+        s = _state_at(step_times, t)  # model calls finished by t
+        if s == 0:  # before the first call: pure noise, nothing to round yet
+            pieces = rendering.denoising_pieces(["\u00b7"] * len(kinds), [0.0] * len(kinds), kinds)
+            status = f"{_clock(t, seconds)} \u00b7 pure noise \u00b7 0 / {len(trace)} forward passes"
+        else:
+            step = trace[s - 1]
+            pieces = rendering.denoising_pieces(token_strings(tokenizer, step.ids[row].tolist()),
+                                                step.probs[row].tolist(), kinds, tokenizer.eos_token)
+            generated = [p.confidence for p in pieces if p.kind == rendering.ROUNDED]
+            mean_p = sum(generated) / len(generated) if generated else 1.0
+            status = (f"{_clock(t, seconds)} \u00b7 k = {step.step} \u00b7 {s} / {len(trace)} forward passes "
+                      f"\u00b7 mean rounding probability {mean_p:.2f}")
+        frames.append(PanelFrame(pieces, status, s / len(trace) if trace else 1.0))
     return Panel(title, note, frames)
 
 
