@@ -109,7 +109,7 @@ QUICK_TEST_GAUSSIAN_FROM_SCRATCH_ARGS = [
     "--learning_rate", "1e-3",
 ]
 # python train.py --objective gaussian: a fresh tiny denoiser on the bundled corpus, on a GPU when
-# there is one (seed 001's `python main.py --epochs 50 --use-ema --amp --sampler ddim --ddim-steps 100`).
+# there is one (`python train.py --objective gaussian --epochs 50 --use-ema --amp --sampler ddim --ddim-steps 100`).
 FULL_GAUSSIAN_ARGS = [
     "--model-config", "tiny",
     "--output_dir", "results-gaussian-full",
@@ -129,7 +129,8 @@ FULL_GAUSSIAN_ARGS = [
     "--max-eval-samples", "500",
     "--ddp_find_unused_parameters", "false",
 ]
-# Seed 001's flags (../shared/seeds/001), accepted as they are: alias -> this toolkit's flag.
+# The flags of the Diffusion-LM-style trainer many users come from (--epochs, --amp, --grad-clip, ...), accepted
+# as they are: alias -> this toolkit's flag.
 SEED_ALIASES = {"--epochs": "--num_train_epochs", "--grad-clip": "--max_grad_norm",
                 "--grad-accum": "--gradient_accumulation_steps", "--ckpt-dir": "--output_dir"}
 # The flags that only the Gaussian objective reads, and those that only the masked one reads.
@@ -449,7 +450,7 @@ def check_cross_fields(data: DataArguments, diffusion: DiffusionArguments) -> No
 
 
 def expand_seed_aliases(argv: list[str]) -> list[str]:
-    """Seed 001's flags in this toolkit's words: --epochs 50 -> --num_train_epochs 50, --amp -> --fp16/--bf16 true."""
+    """The aliases in this toolkit's words: --epochs 50 -> --num_train_epochs 50, --amp -> --fp16/--bf16 true."""
     out = []
     for arg in argv:
         flag, sep, value = arg.partition("=")

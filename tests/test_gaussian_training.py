@@ -182,7 +182,7 @@ def test_generate_samples_the_checkpoint_with_a_trace(gaussian_run, capsys):
     assert len(texts) == 5, proc.stdout
 
 
-def test_seed_001_flags_are_aliases():
+def test_the_flags_of_the_diffusion_lm_style_trainer_are_aliases():
     import config
 
     model, _, _, gaussian, run, training = config.parse_train_args(

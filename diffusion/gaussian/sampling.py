@@ -30,7 +30,7 @@ from diffusion.gaussian.process import GaussianProcess
 from diffusion.text.tokens import decode_text
 
 SAMPLERS = ("ddpm", "ddim")
-DEFAULT_DDIM_STEPS = 50  # seed 001's "as few as 50 steps instead of 1000"; fewer when the model has fewer
+DEFAULT_DDIM_STEPS = 50  # DDIM's usual "50 steps instead of 1000"; fewer when the model has fewer
 MASK_PLACEHOLDER = "[MASK]"
 
 
