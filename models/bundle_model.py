@@ -2,6 +2,7 @@
 
     python models/bundle_model.py RUN_DIR models/masked-base --command "python train.py ..."
     python models/bundle_model.py RUN_DIR models/causal-base --command "python train.py --objective causal ..."
+    python models/bundle_model.py RUN_DIR models/gaussian-base --command "python train.py --objective gaussian ..."
 
 What it does, in order:
 
@@ -9,7 +10,8 @@ What it does, in order:
 2. stores the weights as float16 safetensors (half the size) while the config keeps
    ``dtype: float32``, so ``from_pretrained`` hands out a float32 model that runs anywhere;
 3. measures the *stored* weights on the whole held-out split of the bundled corpus:
-   per-level masked-token loss and accuracy (masked) or per-token perplexity (causal);
+   per-level masked-token loss and accuracy (masked), per-token perplexity (causal), or the
+   loss, x0 MSE and rounding accuracy at each noise level t (Gaussian, with its own process);
 4. writes ``README.md`` (the model card) with the command, data, steps, tokens seen, wall
    time, machine and those numbers, and ``card.json`` with the same numbers for tests.
 
@@ -35,6 +37,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from data_collator import VariableMaskingCollator, pad_input_ids  # noqa: E402
 from diffusion.checkpoint import load_diffusion_config, load_model, load_tokenizer  # noqa: E402
+from diffusion.gaussian.process import GaussianProcess  # noqa: E402
+from diffusion.gaussian.trainer import NOISE_LEVELS, GaussianCollator, evaluate_per_noise_level  # noqa: E402
 from diffusion.cli import flag_value  # noqa: E402
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level  # noqa: E402
 from diffusion.masked.trainer import evaluate_per_level  # noqa: E402
@@ -72,7 +76,7 @@ def causal_perplexity(model, dataset, pad_id: int, batch_size: int = 64) -> dict
 
 
 def measure(model, tokenizer, objective: str, validation, max_examples: int | None = None,
-            eos_padding_length: int | None = None) -> dict:
+            eos_padding_length: int | None = None, process: GaussianProcess | None = None) -> dict:
     """Held-out numbers of ``model`` on ``validation`` (tokenised rows with input_ids and length).
 
     A masked model trained with --eos-padding is also scored on the </s> of rows padded to
@@ -83,6 +87,12 @@ def measure(model, tokenizer, objective: str, validation, max_examples: int | No
     validation = validation.sort("length")  # less padding per batch
     if objective == "causal":
         return {"examples": len(validation), **causal_perplexity(model, validation, tokenizer.pad_token_id)}
+    if objective == "gaussian":
+        results = evaluate_per_noise_level(model, process, validation, GaussianCollator(tokenizer), NOISE_LEVELS,
+                                           batch_size=128, seed=0, show_progress=True)
+        return {"examples": len(validation), "schedule": process.schedule, "diffusion_steps": process.num_steps,
+                "per_level": {format_level(level): {k: round(r[k], 4) for k in ("loss", "mse", "accuracy")}
+                              for level, r in results.items()}}
     collator = VariableMaskingCollator(tokenizer, mask_levels=DEFAULT_MASK_LEVELS, eos_padding_length=eos_padding_length)
     results = evaluate_per_level(model, validation, collator, DEFAULT_MASK_LEVELS, batch_size=128, seed=0,
                                  show_progress=True)
@@ -112,9 +122,12 @@ def per_device_batch_size(run_dir: str, metrics: dict) -> int | None:
 def card_text(name: str, info: dict, notes: str) -> str:
     """The model card (README.md) from the numbers in ``info``."""
     masked = info["objective"] == "masked"
+    gaussian = info["objective"] == "gaussian"
     arch = info["architecture"]
     levels = info.get("mask_levels") or []
-    if not masked:
+    if gaussian:
+        kind = "Gaussian-embedding text diffusion model"
+    elif not masked:
         kind = "autoregressive baseline"
     elif len(levels) == 1:  # one masking rate: BERT / RoBERTa pretraining, not yet a diffusion model
         kind = f"standard masked LM ({levels[0]:.0%} masking, the BERT/RoBERTa objective)"
@@ -126,8 +139,11 @@ def card_text(name: str, info: dict, notes: str) -> str:
         f"A {info['parameters'] / 1e6:.1f}M-parameter `{arch}` ({info['config_summary']}) trained from scratch "
         "with this repository's own `train.py` on the bundled WordNet corpus (`data/wordnet`, "
         "3.2M training tokens) and tokenizer (`data/tokenizer`, byte-level BPE, 4,096 tokens).",
-        f"Load it with `{'AutoModelForMaskedLM' if masked else 'AutoModelForCausalLM'}.from_pretrained(\"models/{name}\")`; "
-        "the weights are stored as float16 and load as float32.",
+        (f"Load it with `import diffusion.gaussian` (which registers the model type) and "
+         f"`AutoModel.from_pretrained(\"models/{name}\")`, or sample it with "
+         f"`python generate.py --checkpoint models/{name}`; " if gaussian else
+         f"Load it with `{'AutoModelForMaskedLM' if masked else 'AutoModelForCausalLM'}.from_pretrained(\"models/{name}\")`; ")
+        + "the weights are stored as float16 and load as float32.",
         "",
         "## How it was made",
         "",
@@ -153,7 +169,16 @@ def card_text(name: str, info: dict, notes: str) -> str:
         "measured on the stored weights by `models/bundle_model.py`.",
         "",
     ]
-    if masked:
+    if gaussian:
+        ev = info["eval"]
+        lines += [f"Noise from its own process ({ev['schedule']} schedule, {ev['diffusion_steps']} steps) at each level t "
+                  "(step k = t N), self-conditioned as sampling is; rounding accuracy = the nearest token of the "
+                  "predicted x0 is the real one, at every real position.", "",
+                  "noise t | loss (x0 MSE + rounding CE) | x0 MSE per dimension | rounding accuracy",
+                  "---|---|---|---"]
+        lines += [f"{level} | {r['loss']:.3f} | {r['mse']:.4f} | {r['accuracy']:.3f}"
+                  for level, r in ev["per_level"].items()]
+    elif masked:
         per_level = info["eval"]["per_level"]
         end = all("end_accuracy" in r for r in per_level.values())  # measured after --eos-padding
         lines += ["mask level | loss | masked-token accuracy"
@@ -220,8 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     assert stored.dtype == torch.float32, stored.dtype
     max_length = diffusion_config.max_length or 128
     data = tokenize_datasets(load_raw_datasets(BUNDLED_DATASET), tokenizer, max_length=max_length)
+    process = (GaussianProcess(diffusion_config.schedule, diffusion_config.diffusion_steps)
+               if objective == "gaussian" else None)
     evaluation = measure(stored, tokenizer, objective, data["validation"], args.max_eval_samples,
-                         eos_padding_length=max_length if diffusion_config.eos_padding else None)
+                         eos_padding_length=max_length if diffusion_config.eos_padding else None, process=process)
 
     # Tokens seen: non-pad tokens of the batches the run consumed (documents average ~20 tokens).
     train_tokens = sum(data["train"]["length"])
@@ -236,7 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         "architecture": config["architectures"][0],
         "config_summary": f"{config.get('num_hidden_layers', config.get('n_layer'))} layers, "
                           f"hidden {config.get('hidden_size', config.get('n_embd'))}, "
-                          f"{config.get('num_attention_heads', config.get('n_head'))} heads",
+                          f"{config.get('num_attention_heads', config.get('n_head'))} heads"
+                          + (f", {config['embedding_dim']}-dimensional token embeddings" if "embedding_dim" in config
+                             else ""),
         "parameters": count_parameters(stored),
         "commands": args.command,
         # The run folder as the command names it (--output_dir), else as given here.

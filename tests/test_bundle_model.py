@@ -17,11 +17,15 @@ sys.path.insert(0, os.path.join(REPO, "models"))
 import bundle_model  # noqa: E402
 
 
-@pytest.fixture(scope="module", params=["masked", "causal"])
+MICRO_GAUSSIAN = ["--model-config", "tiny", "--embedding-dim", "8", "--diffusion-steps", "20",
+                  "--config-overrides", "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64"]
+
+
+@pytest.fixture(scope="module", params=["masked", "causal", "gaussian"])
 def bundled(request, tmp_path_factory, small_corpus):
     objective = request.param
     root = tmp_path_factory.mktemp(f"bundle-{objective}")
-    model_flags = MICRO_MODEL if objective == "masked" else MICRO_GPT2
+    model_flags = {"masked": MICRO_MODEL, "causal": MICRO_GPT2, "gaussian": MICRO_GAUSSIAN}[objective]
     argv = [*model_flags, *FAST, "--objective", objective, "--dataset", small_corpus, "--max_steps", "2",
             "--output_dir", str(root / "run")]
     assert train_in_process(argv) == 0
@@ -32,12 +36,14 @@ def bundled(request, tmp_path_factory, small_corpus):
 
 
 def test_weights_are_float16_and_load_as_float32(bundled):
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+    from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    import diffusion.gaussian  # noqa: F401  (registers the Gaussian model type)
 
     objective, out, _ = bundled
     with safe_open(str(out / "model.safetensors"), "pt") as f:
         assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
-    auto = AutoModelForMaskedLM if objective == "masked" else AutoModelForCausalLM
+    auto = {"masked": AutoModelForMaskedLM, "causal": AutoModelForCausalLM, "gaussian": AutoModel}[objective]
     assert auto.from_pretrained(out).dtype == torch.float32
     assert not os.path.exists(str(out) + ".tmp")  # written aside, then renamed
 
@@ -57,6 +63,14 @@ def test_card_states_command_and_measured_numbers(bundled):
         for level, r in info["eval"]["per_level"].items():
             assert 0.0 <= r["accuracy"] <= 1.0 and r["loss"] > 0
             assert re.search(rf"^{re.escape(level)} \| {r['loss']:.3f} \| {r['accuracy']:.3f}$", text, re.M)
+    elif objective == "gaussian":
+        ev = info["eval"]
+        assert ev["schedule"] == "sqrt" and ev["diffusion_steps"] == 20 and len(ev["per_level"]) == 10
+        assert "8-dimensional token embeddings" in text and "AutoModel.from_pretrained" in text
+        for level, r in ev["per_level"].items():
+            assert 0.0 <= r["accuracy"] <= 1.0 and r["loss"] > 0 and r["mse"] > 0
+            assert re.search(rf"^{re.escape(level)} \| {r['loss']:.3f} \| {r['mse']:.4f} \| {r['accuracy']:.3f}$",
+                             text, re.M)
     else:
         assert info["eval"]["perplexity"] == pytest.approx(2.718281828 ** info["eval"]["loss"], rel=1e-3)
         assert f"perplexity {info['eval']['perplexity']:.1f}" in text
