@@ -259,7 +259,8 @@ def run(argv: list[str]) -> int:
                                                process, gauss_args.sampler, gauss_args.ddim_steps),
                                   every=run_args.sample_every or 0, num_texts=run_args.num_sample_texts)
         samples.trainer = trainer
-        trainer.add_callback(samples)
+        # First in the list: at the end of training it writes before TensorBoard's callback closes its writer.
+        trainer.callback_handler.callbacks.insert(0, samples)
     trainer.point_tensorboard_into_the_run()
     # Replace the raw-dict log printers with one readable line per log.
     trainer.remove_callback(ProgressCallback)

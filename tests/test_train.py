@@ -113,6 +113,16 @@ def test_tensorboard_gets_the_per_level_scalars(micro_run):
     # folder train.py was started from.
     assert all(os.path.relpath(path, micro_run).startswith("runs" + os.sep) for path in event_files)
     assert not os.path.exists(os.path.join(REPO, "runs"))
+    # the texts written at the end of training are there as text, and in samples.jsonl
+    texts = set()
+    for path in event_files:
+        accumulator = EventAccumulator(path, size_guidance={"tensors": 0})
+        accumulator.Reload()
+        if "samples/text_summary" in accumulator.Tags().get("tensors", []):
+            texts |= {event.step for event in accumulator.Tensors("samples/text_summary")}
+    assert texts == {6}
+    samples = [json.loads(line) for line in open(os.path.join(micro_run, "samples.jsonl"))]
+    assert [s["step"] for s in samples] == [6] and len(samples[0]["texts"]) == 3
 
 
 def test_every_checkpoint_carries_its_diffusion_config(micro_run, capsys):
@@ -242,7 +252,10 @@ def test_causal_objective_and_wrong_model_kind(tmp_path, small_corpus, capsys):
     assert model.config.model_type == "gpt2"
     # --eos-padding is a masked-collator setting: a causal run does not claim it.
     assert json.loads((out / "final-model" / "diffusion_config.json").read_text())["eos_padding"] is False
-    assert "perplexity" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "perplexity" in printed and "samples at step 4:" in printed  # the samples callback, causal side
+    samples = [json.loads(line) for line in open(out / "samples.jsonl")]
+    assert [s["step"] for s in samples] == [4] and len(samples[0]["texts"]) == 3
     # A causal checkpoint is refused as the start of a masked run, in one line.
     code = train_in_process(FAST + ["--model", str(out / "final-model"), "--dataset", small_corpus,
                                     "--max_steps", "1", "--output_dir", str(tmp_path / "x")])
