@@ -225,17 +225,24 @@ def test_resume_with_a_longer_schedule_records_every_stage(tmp_path, small_corpu
                                                             abs=0.11)
 
 
-def test_two_process_ddp_on_cpu(tmp_path, small_corpus):
+MICRO_GAUSSIAN = ["--objective", "gaussian", "--model-config", "tiny", "--embedding-dim", "8", "--diffusion-steps", "20",
+                  "--config-overrides", "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64"]
+
+
+@pytest.mark.parametrize("objective", ["masked", "gaussian"])
+def test_two_process_ddp_on_cpu(tmp_path, small_corpus, objective):
     out = tmp_path / "ddp"
     torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
-    proc = run_script([torchrun, "--standalone", "--nproc_per_node", "2", "train.py"] + MICRO_MODEL + FAST +
+    model = MICRO_MODEL if objective == "masked" else MICRO_GAUSSIAN + ["--use-ema"]
+    proc = run_script([torchrun, "--standalone", "--nproc_per_node", "2", "train.py"] + model + FAST +
                       ["--dataset", small_corpus, "--max_steps", "4", "--output_dir", str(out)], timeout=400)
     assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["global_step"] == 4
     assert (out / "final-model" / "model.safetensors").is_file()
     # one final table, printed by the main process only
-    assert proc.stdout.count("Held-out loss and masked-token accuracy") == 1
+    table = "Held-out loss and masked-token accuracy" if objective == "masked" else "rounding accuracy per noise level"
+    assert proc.stdout.count(table) == 1
 
 
 def test_causal_objective_and_wrong_model_kind(tmp_path, small_corpus, capsys):
