@@ -25,8 +25,8 @@ from transformers import TrainingArguments
 
 from diffusion import schedules
 from diffusion.cli import drop_flags, flag_names, flag_value, parse_args
-from diffusion.masked.levels import DEFAULT_MASK_LEVELS
 from diffusion.gaussian.sampling import SAMPLERS
+from diffusion.masked.levels import DEFAULT_MASK_LEVELS
 from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_DATASET, BUNDLED_GAUSSIAN_MODEL, BUNDLED_MLM_MODEL
 from diffusion.text.models import MODEL_PRESETS
 
@@ -476,7 +476,8 @@ def check_objective_flags(objective: str, given: set[str]) -> None:
     foreign = sorted(given & (MASKED_FLAGS if objective == "gaussian" else GAUSSIAN_FLAGS))
     if foreign:
         owner = "masked" if objective == "gaussian" else "gaussian"
-        raise ValueError(f"{', '.join(foreign)} only {'applies' if len(foreign) == 1 else 'apply'} to --objective {owner}, not {objective}")
+        verb = "applies" if len(foreign) == 1 else "apply"
+        raise ValueError(f"{', '.join(foreign)} only {verb} to --objective {owner}, not {objective}")
 
 
 def parse_train_args(argv: list[str]):

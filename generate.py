@@ -30,14 +30,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from diffusion.checkpoint import checkpoint_objective, quiet_loading  # noqa: E402
 from diffusion.cli import flag_names, foreign_flags, parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
-from diffusion.gaussian.generation import check_sample_length, gaussian_trace_json, load_gaussian_generator  # noqa: E402
-from diffusion.gaussian.sampling import (  # noqa: E402
-    GaussianSamplingOptions,
-    gaussian_prompt,
-    sample,
-    sample_lengths,
-    trace_lines,
-)
+from diffusion.gaussian.generation import gaussian_trace_json, prepare_sampling  # noqa: E402
+from diffusion.gaussian.sampling import GaussianSamplingOptions, sample, trace_lines  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, blank_notes, build_prompt, decode, decoding_notes  # noqa: E402
 
@@ -104,18 +98,11 @@ def run(argv: list[str]) -> int:
 def run_gaussian(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, out: OutputArguments,
                  given: set[str]) -> int:
     """Sample a Gaussian checkpoint: pure noise -> x0 -> tokens (diffusion/gaussian/sampling.py)."""
-    foreign = foreign_flags(given, DecodeOptions, GaussianSamplingOptions, keep={"--seed"})
-    if foreign:
-        raise ValueError(f"{', '.join(foreign)} only {'applies' if len(foreign) == 1 else 'apply'} to a masked checkpoint; a Gaussian one samples with "
-                         f"--sampler ddpm|ddim, --ddim-steps, --eta, --clamp")
     quiet_loading()
-    generator = load_gaussian_generator(args.checkpoint)
-    if gaussian.sampler == "ddim":
-        generator.process.ddim_steps(gaussian.steps_for(generator.process))  # more steps than trained: one line, before sampling
-    lengths = sample_lengths(generator.config, args.max_length, out.num_samples, seed=options.seed)
-    check_sample_length(generator, max(lengths))
-    prompt = gaussian_prompt(generator.tokenizer, lengths, prefix=args.prefix, text=args.text)
-    check_sample_length(generator, prompt.input_ids.shape[1])
+    generator, prompt = prepare_sampling(args.checkpoint, gaussian,
+                                         foreign_flags(given, DecodeOptions, GaussianSamplingOptions, keep={"--seed"}),
+                                         args.max_length, args.prefix, args.text, out.num_samples, options.seed)
+    lengths = prompt.attention_mask.sum(dim=1).tolist()
     model = generator.model.to(pick_device(args.device))
     started = time.perf_counter()
     result = sample(model, generator.process, generator.tokenizer, prompt, gaussian, seed=options.seed,

@@ -39,11 +39,11 @@ from diffusion.checkpoint import (  # noqa: E402
     load_model,
     load_tokenizer,
 )
+from diffusion.cli import run_main  # noqa: E402
 from diffusion.gaussian.model import build_gaussian_model  # noqa: E402
 from diffusion.gaussian.process import GaussianProcess  # noqa: E402
 from diffusion.gaussian.sampling import length_quantiles  # noqa: E402
 from diffusion.gaussian.trainer import NOISE_LEVELS, GaussianCollator, GaussianTrainer  # noqa: E402
-from diffusion.cli import run_main  # noqa: E402
 from diffusion.masked.levels import format_level  # noqa: E402
 from diffusion.masked.trainer import DiffusionTrainer, load_collator_state  # noqa: E402
 from diffusion.paths import BUNDLED_TOKENIZER  # noqa: E402
@@ -55,9 +55,9 @@ from diffusion.runs import (  # noqa: E402
     restore_interrupted_overwrite,
     set_aside_run,
 )
+from diffusion.samples import SamplesCallback, text_sampler  # noqa: E402
 from diffusion.text.data import DataError, check_data_source, load_raw_datasets, tokenize_datasets  # noqa: E402
 from diffusion.text.models import build_model, count_parameters  # noqa: E402
-from diffusion.samples import SamplesCallback, text_sampler  # noqa: E402
 from diffusion.training import (  # noqa: E402
     CompactPrinterCallback,
     CompactProgressCallback,

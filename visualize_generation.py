@@ -34,8 +34,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from diffusion.checkpoint import checkpoint_objective, quiet_loading  # noqa: E402
 from diffusion.cli import flag_names, foreign_flags, parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
-from diffusion.gaussian.generation import check_sample_length, gaussian_trace_json, load_gaussian_generator  # noqa: E402
-from diffusion.gaussian.sampling import GaussianSamplingOptions, gaussian_prompt, sample, sample_lengths  # noqa: E402
+from diffusion.gaussian.generation import gaussian_trace_json, prepare_sampling  # noqa: E402
+from diffusion.gaussian.sampling import GaussianSamplingOptions, sample  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, blank_notes, build_prompt, decode, decoding_notes  # noqa: E402
 from diffusion.viz.rendering import (  # noqa: E402
@@ -128,26 +128,31 @@ def run(argv: list[str]) -> int:
              for s in sample["steps"]]
     frames = render_frames(steps, header=options.describe(), style=Style(width=anim.width))
 
-    gif_path = os.path.join(anim.output, GIF_NAME)
-    data_path = os.path.join(anim.output, DATA_NAME)
-    # A script, not a .json fetched by the page: browsers refuse fetch() on file:// pages,
-    # but load <script src> from the same folder.
-    frame_paths = write_all_or_nothing(frames, os.path.join(anim.output, FRAMES_DIR), gif_path, anim.frame_ms,
-                                       {data_path: "window.ANIMATION_DATA = " + json.dumps(data) + ";\n"})
-
-    width, height = frames[0].size
+    written = write_outputs(frames, data, anim)
     print(f"model: {checkpoint} ({generator.why})")
     print(f"{result.forward_passes} forward passes ({options.describe()}), {seconds:.2f} s")
     if args.show_steps:
         for k, step in enumerate(result.trace):
             print(f"  step {k:>3}: {masked_line(tokenizer, step.ids[0].tolist(), step.masked[0].tolist())}")
     print(f"text: {sample['text']}")
-    print(f"wrote {gif_path} ({len(frames)} frames, {width}x{height}, {anim.frame_ms} ms each, "
-          f"{os.path.getsize(gif_path) / 1024:.0f} KB)")
-    print(f"wrote {os.path.dirname(frame_paths[0])}/frame_000.png ... {os.path.basename(frame_paths[-1])}")
-    print(f"wrote {data_path}: open view_animation.html from the same folder, or load this file with its "
-          f"'Load data file' button")
+    print(written)
     return 0
+
+
+def write_outputs(frames, data: dict, anim: AnimationArguments) -> str:
+    """The GIF, the frames and animation_data.js, all or nothing; returns the lines that say what was written."""
+    gif_path = os.path.join(anim.output, GIF_NAME)
+    data_path = os.path.join(anim.output, DATA_NAME)
+    # A script, not a .json fetched by the page: browsers refuse fetch() on file:// pages,
+    # but load <script src> from the same folder.
+    frame_paths = write_all_or_nothing(frames, os.path.join(anim.output, FRAMES_DIR), gif_path, anim.frame_ms,
+                                       {data_path: "window.ANIMATION_DATA = " + json.dumps(data) + ";\n"})
+    width, height = frames[0].size
+    return (f"wrote {gif_path} ({len(frames)} frames, {width}x{height}, {anim.frame_ms} ms each, "
+            f"{os.path.getsize(gif_path) / 1024:.0f} KB)\n"
+            f"wrote {os.path.dirname(frame_paths[0])}/frame_000.png ... {os.path.basename(frame_paths[-1])}\n"
+            f"wrote {data_path}: open view_animation.html from the same folder, or load this file with its "
+            f"'Load data file' button")
 
 
 def frame_indices(n_steps: int, max_frames: int) -> list[int]:
@@ -160,18 +165,12 @@ def frame_indices(n_steps: int, max_frames: int) -> list[int]:
 def run_gaussian(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, anim: AnimationArguments,
                  given: set[str]) -> int:
     """A Gaussian checkpoint: text crystallising out of noise, tokens coloured by their rounding probability."""
-    foreign = foreign_flags(given, DecodeOptions, GaussianSamplingOptions, keep={"--seed"})
-    if foreign:
-        raise ValueError(f"{', '.join(foreign)} only {'applies' if len(foreign) == 1 else 'apply'} to a masked "
-                         f"checkpoint; a Gaussian one samples with --sampler ddpm|ddim, --ddim-steps, --eta, --clamp")
     quiet_loading()
-    generator = load_gaussian_generator(args.checkpoint)
+    generator, prompt = prepare_sampling(args.checkpoint, gaussian,
+                                         foreign_flags(given, DecodeOptions, GaussianSamplingOptions, keep={"--seed"}),
+                                         args.max_length, args.prefix, args.text, 1, options.seed)
     process, tokenizer = generator.process, generator.tokenizer
-    if gaussian.sampler == "ddim":
-        process.ddim_steps(gaussian.steps_for(process))
-    lengths = sample_lengths(generator.config, args.max_length, 1, seed=options.seed)
-    prompt = gaussian_prompt(tokenizer, lengths, prefix=args.prefix, text=args.text)
-    check_sample_length(generator, prompt.input_ids.shape[1])
+    lengths = prompt.attention_mask.sum(dim=1).tolist()
     model = generator.model.to(pick_device(args.device))
     started = time.perf_counter()
     result = sample(model, process, tokenizer, prompt, gaussian, seed=options.seed)
@@ -193,19 +192,11 @@ def run_gaussian(args, options: DecodeOptions, gaussian: GaussianSamplingOptions
               for s in sample_data["steps"]]
     frames = render_denoising_frames(steps, labels, header=settings, style=Style(width=anim.width))
 
-    gif_path = os.path.join(anim.output, GIF_NAME)
-    data_path = os.path.join(anim.output, DATA_NAME)
-    frame_paths = write_all_or_nothing(frames, os.path.join(anim.output, FRAMES_DIR), gif_path, anim.frame_ms,
-                                       {data_path: "window.ANIMATION_DATA = " + json.dumps(data) + ";\n"})
-    width, height = frames[0].size
+    written = write_outputs(frames, data, anim)
     print(f"model: {generator.checkpoint} ({generator.why})")
     print(f"{result.forward_passes} forward passes ({settings}), {seconds:.2f} s; {len(frames)} of them drawn")
     print(f"text: {sample_data['text']}")
-    print(f"wrote {gif_path} ({len(frames)} frames, {width}x{height}, {anim.frame_ms} ms each, "
-          f"{os.path.getsize(gif_path) / 1024:.0f} KB)")
-    print(f"wrote {os.path.dirname(frame_paths[0])}/frame_000.png ... {os.path.basename(frame_paths[-1])}")
-    print(f"wrote {data_path}: open view_animation.html from the same folder, or load this file with its "
-          f"'Load data file' button")
+    print(written)
     return 0
 
 

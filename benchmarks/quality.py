@@ -60,10 +60,10 @@ import torch  # noqa: E402
 from diffusion.checkpoint import ModelLoadError, check_length, quiet_loading, resolve_model, usable_length  # noqa: E402
 from diffusion.cli import parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
-from diffusion.masked.cache import resolve_cache  # noqa: E402
-from diffusion.masked.generation import load_generator  # noqa: E402
 from diffusion.gaussian.generation import load_gaussian_generator  # noqa: E402
 from diffusion.gaussian.sampling import GaussianSamplingOptions, gaussian_prompt, lengths_after_prompt, sample  # noqa: E402
+from diffusion.masked.cache import resolve_cache  # noqa: E402
+from diffusion.masked.generation import load_generator  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, continuations, decode, prompt_from_ids  # noqa: E402
 from diffusion.paths import TRAINED_MODEL  # noqa: E402
 from diffusion.text.causal import causal_context, generate_causal, load_causal  # noqa: E402

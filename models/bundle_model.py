@@ -37,9 +37,9 @@ import torch.nn.functional as F  # noqa: E402
 
 from data_collator import VariableMaskingCollator, pad_input_ids  # noqa: E402
 from diffusion.checkpoint import load_diffusion_config, load_model, load_tokenizer  # noqa: E402
+from diffusion.cli import flag_value  # noqa: E402
 from diffusion.gaussian.process import GaussianProcess  # noqa: E402
 from diffusion.gaussian.trainer import NOISE_LEVELS, GaussianCollator, evaluate_per_noise_level  # noqa: E402
-from diffusion.cli import flag_value  # noqa: E402
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level  # noqa: E402
 from diffusion.masked.trainer import evaluate_per_level  # noqa: E402
 from diffusion.paths import BUNDLED_DATASET  # noqa: E402

@@ -16,7 +16,6 @@ from safetensors import safe_open
 sys.path.insert(0, os.path.join(REPO, "models"))
 import bundle_model  # noqa: E402
 
-
 MICRO_GAUSSIAN = ["--model-config", "tiny", "--embedding-dim", "8", "--diffusion-steps", "20",
                   "--config-overrides", "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64"]
 

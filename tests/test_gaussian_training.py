@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO, run_script, train_in_process
+from conftest import run_script, train_in_process
 
 from diffusion.gaussian.model import build_gaussian_model
 from diffusion.gaussian.process import GaussianProcess

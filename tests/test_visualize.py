@@ -449,8 +449,8 @@ def test_the_viewer_plays_a_gaussian_trace(browser, gaussian_animation, tmp_path
     rounded = [p for p in pieces if p.kind == rendering.ROUNDED]
     assert len(spans) == len(rounded)
     for span, piece in zip(spans, rounded, strict=True):  # the colour of the GIF's frames
-        assert span.value_of_css_property("color") in (f"rgba({', '.join(map(str, rendering.confidence_colour(piece.confidence)))}, 1)",
-                                                      f"rgb({', '.join(map(str, rendering.confidence_colour(piece.confidence)))})")
+        rgb = ", ".join(map(str, rendering.confidence_colour(piece.confidence)))
+        assert span.value_of_css_property("color") in (f"rgba({rgb}, 1)", f"rgb({rgb})")
         assert f"rounding probability p = {piece.confidence:.4f}" in span.get_attribute("title")
     bar = "const b = document.getElementById('bar-fill'); return b.getBoundingClientRect().width / b.parentNode.clientWidth"
     _wait(d, lambda d: abs(d.execute_script(bar) - last["alpha_bar"] ** 0.5) < 0.02, "the bar to show the signal share")

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 
 from diffusion.checkpoint import DiffusionConfig, ModelLoadError, check_length, load_checkpoint, resolve_model
 from diffusion.gaussian.process import GaussianProcess
-from diffusion.gaussian.sampling import GaussianResult, GaussianSamplingOptions
+from diffusion.gaussian.sampling import (
+    GaussianPrompt,
+    GaussianResult,
+    GaussianSamplingOptions,
+    gaussian_prompt,
+    sample_lengths,
+)
 from diffusion.text.tokens import token_strings
 
 EMA_FILE = "ema.safetensors"  # diffusion/training.py's EMACallback writes it into every checkpoint-N
@@ -53,6 +59,30 @@ def load_gaussian_generator(given: str | None, flag: str = "--checkpoint") -> Ga
         why += "; the EMA of its weights"
     return GaussianGenerator(model, tokenizer, checkpoint, why, config,
                              GaussianProcess(config.schedule, config.diffusion_steps))
+
+
+MASKED_ONLY_HINT = "a Gaussian one samples with --sampler ddpm|ddim, --ddim-steps, --eta, --clamp"
+
+
+def prepare_sampling(checkpoint: str | None, options: GaussianSamplingOptions, foreign: list[str],
+                     max_length: int | None, prefix: str | None, text: str | None, num_samples: int,
+                     seed: int | None) -> tuple[GaussianGenerator, GaussianPrompt]:
+    """What generate.py and visualize_generation.py do before sampling a Gaussian checkpoint, every check first.
+
+    ``foreign``: the masked decoder's flags that were typed (an error: they do not apply here).
+    Returns the generator (its model on the CPU) and the prompt: ``num_samples`` rows of
+    ``max_length`` positions, or of lengths drawn from the training lengths.
+    """
+    if foreign:
+        raise ValueError(f"{', '.join(foreign)} only {'applies' if len(foreign) == 1 else 'apply'} to a masked "
+                         f"checkpoint; {MASKED_ONLY_HINT}")
+    generator = load_gaussian_generator(checkpoint)
+    if options.sampler == "ddim":
+        generator.process.ddim_steps(options.steps_for(generator.process))  # more steps than trained: one line
+    lengths = sample_lengths(generator.config, max_length, num_samples, seed=seed)
+    prompt = gaussian_prompt(generator.tokenizer, lengths, prefix=prefix, text=text)
+    check_sample_length(generator, prompt.input_ids.shape[1])
+    return generator, prompt
 
 
 def check_sample_length(generator: GaussianGenerator, length: int) -> None:
