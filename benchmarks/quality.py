@@ -22,8 +22,9 @@ samples at once with seed ``--seed + prompt index``, the same for every setting,
   DDIM at each of ``--gaussian-ddim-steps`` (10 25 50 100 200), self-conditioned, not clamped;
   and at DDPM and DDIM 50 also clamped, without self-conditioning, and both.  Its prompt is held
   fixed (diffusion/gaussian/sampling.py) and each sample's length is drawn from the training
-  lengths (at least the prompt and 1 token, at most the prompt and ``--max-new-tokens``): a
-  Gaussian model has no end-of-text decision of its own inside a row, the row's length is it;
+  lengths (at least the prompt and 1 token, at most the prompt and ``--max-new-tokens``, and the
+  model's positions): a Gaussian model has no end-of-text decision of its own inside a row, the
+  row's length is it;
 * GPT-2 left to right with its KV cache (stops at end of text);
 * the reference: the held-out documents' own next tokens (one text per prompt).
 
@@ -275,13 +276,13 @@ def run(argv: list[str]) -> int:
     gpt2, gpt2_tokenizer = load_causal(causal_name)
     gpt2.eval().to(device)
     gaussian = load_gaussian_generator(gaussian_name, "--gaussian-checkpoint") if gaussian_name else None
+    gaussian_row = None  # the longest Gaussian row: prompt + new tokens + <s> + </s>, within the model's positions
     if gaussian is not None:
         gaussian.model.eval().to(device)
-        longest = args.prompt_tokens + args.max_new_tokens + 2
-        if usable_length(gaussian.model) and usable_length(gaussian.model) < longest:
-            raise ValueError(f"{gaussian_name!r} has {usable_length(gaussian.model)} positions: {args.prompt_tokens} "
-                             f"prompt + {args.max_new_tokens} new tokens + <s> + </s> need {longest}; lower "
-                             f"--max-new-tokens")
+        gaussian_row = min(args.prompt_tokens + args.max_new_tokens + 2, usable_length(gaussian.model) or 10**9)
+        if gaussian_row < args.prompt_tokens + 3:
+            raise ValueError(f"{gaussian_name!r} has {gaussian_row} positions, too few for a {args.prompt_tokens}-token "
+                             f"prompt and one new token")
     judge = None
     if args.judge:
         judge_model, judge_tokenizer = load_causal(args.judge, "--judge")
@@ -355,8 +356,7 @@ def run(argv: list[str]) -> int:
                 computed += result.positions_computed
                 fields = {**fields, "cache": result.cache, "block_length": opts.block_length}
             elif generator == "gaussian":
-                rows_lengths = lengths_after_prompt(gaussian.config, samples, args.prompt_tokens,
-                                                    args.prompt_tokens + args.max_new_tokens + 2, seed)
+                rows_lengths = lengths_after_prompt(gaussian.config, samples, args.prompt_tokens, gaussian_row, seed)
                 prompt = gaussian_prompt(gaussian.tokenizer, rows_lengths, prefix_ids=prompt_ids[i])
                 result = sample(gaussian.model, gaussian.process, gaussian.tokenizer, prompt, options, seed=seed,
                                 record_trace=False)
