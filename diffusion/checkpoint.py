@@ -202,7 +202,7 @@ def model_class(objective: str):
     import transformers
 
     if objective == "gaussian":
-        import diffusion.gaussian  # noqa: F401  (registers GaussianTextModel with AutoConfig / AutoModel)
+        import diffusion.gaussian.model  # noqa: F401  (registers GaussianTextModel with AutoConfig / AutoModel)
     return getattr(transformers, OBJECTIVES[objective][1])
 
 

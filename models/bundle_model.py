@@ -139,7 +139,7 @@ def card_text(name: str, info: dict, notes: str) -> str:
         f"A {info['parameters'] / 1e6:.1f}M-parameter `{arch}` ({info['config_summary']}) trained from scratch "
         "with this repository's own `train.py` on the bundled WordNet corpus (`data/wordnet`, "
         "3.2M training tokens) and tokenizer (`data/tokenizer`, byte-level BPE, 4,096 tokens).",
-        (f"Load it with `import diffusion.gaussian` (which registers the model type) and "
+        (f"Load it with `import diffusion.gaussian.model` (which registers the model type) and "
          f"`AutoModel.from_pretrained(\"models/{name}\")`, or sample it with "
          f"`python generate.py --checkpoint models/{name}`; " if gaussian else
          f"Load it with `{'AutoModelForMaskedLM' if masked else 'AutoModelForCausalLM'}.from_pretrained(\"models/{name}\")`; ")

@@ -37,7 +37,7 @@ def bundled(request, tmp_path_factory, small_corpus):
 def test_weights_are_float16_and_load_as_float32(bundled):
     from transformers import AutoModel, AutoModelForCausalLM, AutoModelForMaskedLM
 
-    import diffusion.gaussian  # noqa: F401  (registers the Gaussian model type)
+    import diffusion.gaussian.model  # noqa: F401  (registers the Gaussian model type)
 
     objective, out, _ = bundled
     with safe_open(str(out / "model.safetensors"), "pt") as f:

@@ -136,7 +136,7 @@ def test_training_writes_a_loadable_gaussian_checkpoint_with_its_process(gaussia
     assert settings["objective"] == "gaussian" and settings["schedule"] == "sqrt"
     assert settings["diffusion_steps"] == 20 and settings["ema_decay"] == 0.9999
     assert settings["sample_lengths"] == sorted(settings["sample_lengths"]) and 3 <= settings["sample_lengths"][0]
-    import diffusion.gaussian  # noqa: F401  (registers the model type)
+    import diffusion.gaussian.model  # noqa: F401  (registers the model type)
 
     model = AutoModel.from_pretrained(final)
     assert type(model).__name__ == "GaussianTextModel" and model.config.embedding_dim == 8
