@@ -25,7 +25,7 @@ from transformers import TrainingArguments
 
 from diffusion import schedules
 from diffusion.cli import drop_flags, flag_names, flag_value, parse_args
-from diffusion.gaussian.sampling import SAMPLERS
+from diffusion.gaussian.sampling import GaussianSamplingOptions
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS
 from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_DATASET, BUNDLED_GAUSSIAN_MODEL, BUNDLED_MLM_MODEL
 from diffusion.text.models import MODEL_PRESETS
@@ -391,10 +391,7 @@ class GaussianArguments:
         for name in ("self_conditioning_rate", "fixed_text_rate"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"--{name.replace('_', '-')} must lie in [0, 1], got {getattr(self, name)}")
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"--sampler must be one of {', '.join(SAMPLERS)}, got {self.sampler!r}")
-        if self.ddim_steps is not None and self.ddim_steps < 1:
-            raise ValueError(f"--ddim-steps must be at least 1, got {self.ddim_steps}")
+        GaussianSamplingOptions(sampler=self.sampler, ddim_steps=self.ddim_steps)  # the sampler's own checks
 
 
 @dataclass
