@@ -312,6 +312,8 @@ def run(argv: list[str]) -> int:
         "stages": stages,
         "total_train_runtime_s": round(sum(stage["train_runtime_s"] for stage in stages), 1),
         "eval_examples": len(eval_set),
+        # tokens in one pass over the training split: models/bundle_model.py's "tokens seen" without re-tokenising
+        "train_tokens": int(sum(train_set["length"])),
         "initial": before,
         "final": after,
     }

@@ -34,6 +34,7 @@ sys.path.insert(0, REPO)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from datasets import DatasetDict  # noqa: E402
 
 from data_collator import VariableMaskingCollator, pad_input_ids  # noqa: E402
 from diffusion.checkpoint import load_diffusion_config, load_model, load_tokenizer  # noqa: E402
@@ -244,14 +245,18 @@ def main(argv: list[str] | None = None) -> int:
     stored = load_model(objective, tmp)
     assert stored.dtype == torch.float32, stored.dtype
     max_length = diffusion_config.max_length or 128
-    data = tokenize_datasets(load_raw_datasets(BUNDLED_DATASET), tokenizer, max_length=max_length)
+    raw = load_raw_datasets(BUNDLED_DATASET)
+    if "train_tokens" in metrics:  # the run counted its training tokens: tokenise the held-out split only
+        raw = DatasetDict(validation=raw["validation"])
+    data = tokenize_datasets(raw, tokenizer, max_length=max_length)
     process = (GaussianProcess(diffusion_config.schedule, diffusion_config.diffusion_steps)
                if objective == "gaussian" else None)
     evaluation = measure(stored, tokenizer, objective, data["validation"], args.max_eval_samples,
                          eos_padding_length=max_length if diffusion_config.eos_padding else None, process=process)
 
-    # Tokens seen: non-pad tokens of the batches the run consumed (documents average ~20 tokens).
-    train_tokens = sum(data["train"]["length"])
+    # Tokens seen: non-pad tokens of the batches the run consumed (documents average ~20 tokens);
+    # runs older than metrics.json's "train_tokens" were trained on the bundled corpus, counted here.
+    train_tokens = metrics["train_tokens"] if "train_tokens" in metrics else sum(data["train"]["length"])
     epochs = float(metrics.get("final", {}).get("epoch", 0.0))
     # All the calls that trained it (train.py records each --resume as a stage; older runs: one).
     stages = metrics.get("stages") or [{"global_step": metrics["global_step"],

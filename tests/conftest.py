@@ -16,6 +16,10 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+# The tests never touch the Hugging Face Hub, in this process (call_main, train_in_process) or in the
+# scripts they start (run_script): set before any test imports huggingface_hub, which reads it once.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 # A micro model: the "tiny" preset shrunk further with --config-overrides.
 MICRO_MODEL = [
@@ -73,6 +77,25 @@ def run_script(args: list[str], cwd: str | None = None, env: dict | None = None,
     """Run a command (``python script.py ...`` from the repo root); returns CompletedProcess."""
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", **(env or {})}
     return subprocess.run(args, cwd=cwd or REPO, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def call_main(script: str, argv: list[str], capsys) -> subprocess.CompletedProcess:
+    """``python script argv`` as ``script.main(argv)`` in this process, its output read from capsys.
+
+    For the error paths: the same code path as the command line (every script's main is
+    diffusion.cli.run_main) without a fresh interpreter's ~6 s of imports per case. A few tests
+    still run each script as a real process (run_script) for what only a process shows.
+    """
+    import importlib
+
+    module = importlib.import_module(script.removesuffix(".py"))
+    capsys.readouterr()  # drop what earlier code printed
+    try:
+        code = module.main(list(argv))
+    except SystemExit as exit:  # argparse's own exits (--help)
+        code = exit.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess([script, *argv], code, out, err)
 
 
 def train_in_process(argv: list[str]) -> int:

@@ -9,7 +9,7 @@ import os
 import sys
 
 import pytest
-from conftest import FAST, MICRO_MODEL, run_script, train_in_process
+from conftest import FAST, MICRO_MODEL, call_main, run_script, train_in_process
 
 
 def _one_line(proc, *needles):
@@ -27,8 +27,8 @@ def _one_line(proc, *needles):
     (["train.py", "--quick-test", "--lr", "1e-3"], ["unknown flag --lr", "did you mean --learning-rate"]),
     (["compare_models.py", "--steps"], ["--steps: expected one argument"]),
 ])
-def test_unknown_or_incomplete_flags_are_one_line_without_usage(argv, needles):
-    proc = run_script([sys.executable, *argv])
+def test_unknown_or_incomplete_flags_are_one_line_without_usage(argv, needles, capsys):
+    proc = call_main(argv[0], argv[1:], capsys)
     line = _one_line(proc, *needles)
     assert "usage:" not in proc.stderr and "(see --help)" in line
 
@@ -46,15 +46,23 @@ def test_a_negative_number_after_a_flag_is_its_value():
 @pytest.mark.parametrize("script, flag", [("generate.py", "--prefix"), ("generate.py", "--text"),
                                           ("visualize_generation.py", "--prefix"), ("compare_models.py", "--prompt"),
                                           ("compare_models.py", "--infill")])
-def test_prompts_that_are_not_utf8_are_one_line(script, flag, tmp_path):
+def test_prompts_that_are_not_utf8_are_one_line(script, flag, capsys):
     value = os.fsdecode(b"dog: \xff\xfe [MASK]")  # how Python hands undecodable argv bytes to a script
-    proc = run_script([sys.executable, script, flag, value], cwd=None)
+    proc = call_main(script, [flag, value], capsys)
     _one_line(proc, f"{flag} is not valid UTF-8", "byte 0xff")
     assert proc.stdout == ""
 
 
-def test_a_file_given_as_checkpoint_is_named_a_file():
-    proc = run_script([sys.executable, "generate.py", "--checkpoint", "README.md"])
+def test_argv_bytes_that_are_not_utf8_are_one_line_from_a_real_process():
+    """The same, through a real interpreter: the bytes come from the operating system, and nothing
+    the script imports prints to stderr before the one line."""
+    proc = run_script([sys.executable, "generate.py", "--prefix", os.fsdecode(b"dog: \xff\xfe [MASK]")])
+    _one_line(proc, "--prefix is not valid UTF-8", "byte 0xff")
+    assert proc.stdout == ""
+
+
+def test_a_file_given_as_checkpoint_is_named_a_file(capsys):
+    proc = call_main("generate.py", ["--checkpoint", "README.md"], capsys)
     _one_line(proc, "'README.md' is a file, not a masked LM folder")
 
 
@@ -111,12 +119,12 @@ def test_no_documents_left_after_tokenisation_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_missing_model_folder_lists_the_folders_that_hold_one(tmp_path):
-    proc = run_script([sys.executable, "generate.py", "--checkpoint", "results-nope/final-model"])
+def test_a_missing_model_folder_lists_the_folders_that_hold_one(capsys):
+    proc = call_main("generate.py", ["--checkpoint", "results-nope/final-model"], capsys)
     line = _one_line(proc, "'results-nope/final-model' does not exist", "folders that hold a model:",
                      "models/masked-base")
     assert "Hugging Face Hub" in line  # offline, it cannot be a hub id either
-    proc = run_script([sys.executable, "compare_models.py", "--gpt2-checkpoint", "gpt2"])
+    proc = call_main("compare_models.py", ["--gpt2-checkpoint", "gpt2"], capsys)
     _one_line(proc, "cannot load causal LM 'gpt2' from the Hugging Face Hub", "use the bundled models/causal-base")
 
 

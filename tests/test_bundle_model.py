@@ -57,6 +57,10 @@ def test_card_states_command_and_measured_numbers(bundled):
     assert info["stages"][0]["train_loss"] == pytest.approx(info["train_loss"], abs=1e-3)
     assert "calls of `train.py`" not in text  # one call: no stage line
     assert info["global_step"] == 2 and info["eval"]["examples"] == 32
+    # tokens seen = the run's own count of its training split (metrics.json) times the epochs it ran
+    run = json.loads((out.parent / "run" / "metrics.json").read_text())
+    assert 294 * 3 < run["train_tokens"] < 294 * 64  # 294 training documents of the small corpus, <= 64 tokens
+    assert info["train_tokens"] == int(run["train_tokens"] * run["final"]["epoch"]) > 0
     if objective == "masked":
         assert len(info["eval"]["per_level"]) == 10
         for level, r in info["eval"]["per_level"].items():

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import run_script
+from conftest import call_main, run_script
 from PIL import Image
 
 import compare_models
@@ -189,7 +189,7 @@ def test_bad_inputs(checkpoint, gpt2_checkpoint, tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(DEFAULT_MODELS, "causal", [(str(tmp_path / "no-causal"), "bundled")])
     _error(capsys, [], "no --roberta-checkpoint given", "python train.py --quick-test")
     _error(capsys, ["--roberta-checkpoint", checkpoint], "no --gpt2-checkpoint given", "--objective causal")
-    proc = run_script([sys.executable, "compare_models.py", "--roberta-checkpoint", str(tmp_path / "nope"), *g])
+    proc = call_main("compare_models.py", ["--roberta-checkpoint", str(tmp_path / "nope"), *g], capsys)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ") and "\n" not in proc.stderr.strip()
 
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 import torch
-from conftest import FAST, MICRO_MODEL, REPO, run_script, train_in_process
+from conftest import FAST, MICRO_MODEL, REPO, call_main, train_in_process
 from safetensors.torch import load_file
 
 
@@ -72,7 +72,7 @@ def test_overwrite_that_succeeds_replaces_the_old_run(finished_run, small_corpus
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
-def test_a_killed_overwrite_gives_the_old_run_back(finished_run, small_corpus, tmp_path, sig):
+def test_a_killed_overwrite_gives_the_old_run_back(finished_run, small_corpus, tmp_path, sig, capsys):
     """Killed (or Ctrl-C) while the new run evaluates, before its first step: nothing of the old run is lost."""
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
@@ -97,7 +97,7 @@ def test_a_killed_overwrite_gives_the_old_run_back(finished_run, small_corpus, t
     if sig == signal.SIGINT:  # Ctrl-C: the run puts the old one back itself
         assert tree_hash(run) == before
     # Either way, the next train.py in the folder finds the old run (and says so if it had to restore it).
-    again = run_script([sys.executable, "train.py", *_args("x.jsonl", run, "--max_steps", "2")])
+    again = call_main("train.py", _args("x.jsonl", run, "--max_steps", "2"), capsys)
     assert again.returncode == 2 and "already holds a run" in again.stderr
     assert ("restored the earlier run" in again.stderr) == (sig == signal.SIGKILL)
     assert tree_hash(run) == before

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import pytest
 import torch
-from conftest import run_script, train_in_process
+from conftest import call_main, train_in_process
 
 from diffusion.gaussian.model import build_gaussian_model
 from diffusion.gaussian.process import GaussianProcess
@@ -174,8 +173,8 @@ def test_generate_samples_the_checkpoint_with_a_trace(gaussian_run, capsys):
         assert [step["step"] for step in s["steps"]] == [20, 15, 10, 5]
         assert len(s["steps"][0]["tokens"]) == len(s["generate"]) == len(s["steps"][0]["probs"])
         assert all(0 <= p <= 1 for p in s["steps"][-1]["probs"])
-    # seed 001's command, as a subprocess: the script itself
-    proc = run_script([sys.executable, "generate.py", "--checkpoint", final, "--num-samples", "5"])
+    # seed 001's command, through the script's main
+    proc = call_main("generate.py", ["--checkpoint", final, "--num-samples", "5"], capsys)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "DDIM, 20 of 20 steps" in proc.stdout  # the default 50 is more steps than this model has
     texts = [line for line in proc.stdout.splitlines() if line.startswith("[")]

@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, run_script
+from conftest import REPO, call_main
 
 SKIP_DIRS = {"tests", "results", "venv", ".venv", "__pycache__", "node_modules"}
 
@@ -153,18 +153,18 @@ def test_bad_diffusion_config_is_one_clear_error(tmp_path, content, message):
     assert message in str(info.value) and str(tmp_path) in str(info.value)
 
 
-def test_generate_refuses_an_unknown_config_version_in_one_line(checkpoint, tmp_path):
+def test_generate_refuses_an_unknown_config_version_in_one_line(checkpoint, tmp_path, capsys):
     import shutil
 
     folder = tmp_path / "future-model"
     shutil.copytree(checkpoint, folder)
     (folder / "diffusion_config.json").write_text(json.dumps({"version": 9, "objective": "masked"}))
-    proc = run_script([sys.executable, "generate.py", "--checkpoint", str(folder)])
+    proc = call_main("generate.py", ["--checkpoint", str(folder)], capsys)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "format version 9" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_generate_refuses_a_checkpoint_of_another_objective(gpt2_checkpoint, tmp_path):
+def test_generate_refuses_a_checkpoint_of_another_objective(gpt2_checkpoint, tmp_path, capsys):
     import shutil
 
     from diffusion.checkpoint import DiffusionConfig
@@ -172,7 +172,7 @@ def test_generate_refuses_a_checkpoint_of_another_objective(gpt2_checkpoint, tmp
     folder = tmp_path / "causal-model"
     shutil.copytree(gpt2_checkpoint, folder)
     DiffusionConfig(objective="causal", max_length=64).save(str(folder))
-    proc = run_script([sys.executable, "generate.py", "--checkpoint", str(folder)])
+    proc = call_main("generate.py", ["--checkpoint", str(folder)], capsys)
     assert proc.returncode == 2 and "holds a causal model" in proc.stderr and proc.stderr.count("\n") == 1
 
 
@@ -232,9 +232,9 @@ def test_usable_length_reads_the_position_offset_from_the_model(kind, usable):
         model(input_ids=too_long, attention_mask=torch.ones_like(too_long))
 
 
-def test_generate_max_length_past_the_bundled_positions_is_one_line():
+def test_generate_max_length_past_the_bundled_positions_is_one_line(capsys):
     """models/masked-base is a roberta-prelayernorm with 130 positions: 128 tokens fit, 130 do not."""
-    proc = run_script([sys.executable, "generate.py", "--checkpoint", "models/masked-base", "--max-length", "130"])
+    proc = call_main("generate.py", ["--checkpoint", "models/masked-base", "--max-length", "130"], capsys)
     assert proc.returncode == 2 and proc.stdout == "" and "Traceback" not in proc.stderr
     assert proc.stderr.strip() == ("error: --max-length 130 is longer than the 128 positions 'models/masked-base' "
                                    "was built for")

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from conftest import FAST, MICRO_GPT2, MICRO_MODEL, REPO, run_script, train_in_process
+from conftest import FAST, MICRO_GPT2, MICRO_MODEL, REPO, call_main, run_script, train_in_process
 from PIL import Image
 
 LEVELS = ["0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0"]
@@ -433,13 +433,13 @@ def test_existing_run_is_not_overwritten(capsys, micro_run):
     assert (open(metrics).read(), os.path.getmtime(metrics)) == before
 
 
-def test_hub_ids_offline_name_the_alternative(tmp_path):
-    proc = run_script([sys.executable, "train.py", "--model", "roberta-base", "--output_dir", str(tmp_path / "o")])
+def test_hub_ids_offline_name_the_alternative(tmp_path, capsys):
+    proc = call_main("train.py", ["--model", "roberta-base", "--output_dir", str(tmp_path / "o")], capsys)
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()
     assert len(err) == 1 and "roberta-base" in err[0] and "--model-config tiny" in err[0], proc.stderr
-    proc = run_script([sys.executable, "train.py", "--quick-test", "--dataset", "roneneldan/TinyStories",
-                       "--output_dir", str(tmp_path / "o")])
+    proc = call_main("train.py", ["--quick-test", "--dataset", "roneneldan/TinyStories", "--output_dir", str(tmp_path / "o")],
+                     capsys)
     assert proc.returncode == 2
     # The bundled base loads first (its "Loading weights" progress bar); then one error line, no traceback.
     err = [line for line in proc.stderr.strip().splitlines() if not line.startswith("Loading weights")]

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO, run_script
+from conftest import REPO, call_main, run_script
 from PIL import Image
 
 import generate
@@ -173,7 +173,7 @@ def test_bad_inputs(checkpoint, tmp_path, capsys):
     assert not out.exists()  # nothing written on bad input
     (tmp_path / "a-file").write_text("")
     _error(capsys, ["--checkpoint", checkpoint, "--output", str(tmp_path / "a-file")], "is a file")
-    proc = run_script([sys.executable, "visualize_generation.py", "--checkpoint", checkpoint, "--steps", "0"])
+    proc = call_main("visualize_generation.py", ["--checkpoint", checkpoint, "--steps", "0"], capsys)
     assert proc.returncode == 2 and proc.stderr.strip() == "error: --steps must be at least 1, got 0"
 
 

@@ -197,7 +197,7 @@ def load_hub_dataset(name: str, config: str | None, cache_dir: str | None) -> Da
 
 
 def check_text_column(raw: DatasetDict, text_column: str) -> None:
-    columns = raw["train"].column_names
+    columns = next(iter(raw.values())).column_names  # every split has the same columns
     if text_column not in columns:
         raise DataError(f"no column {text_column!r} in the dataset; its columns are: {', '.join(columns)} (use --text-column)")
 
@@ -212,7 +212,7 @@ def tokenize_datasets(raw: DatasetDict, tokenizer, text_column: str = "text", ma
     transformers' run_mlm.py ``group_texts``; the tail shorter than a block is dropped.
     """
     check_text_column(raw, text_column)
-    columns = raw["train"].column_names
+    columns = next(iter(raw.values())).column_names
 
     def tokenize(batch):
         texts = [t if isinstance(t, str) else "" for t in batch[text_column]]
@@ -235,7 +235,7 @@ def tokenize_datasets(raw: DatasetDict, tokenizer, text_column: str = "text", ma
     if packing:
         tokenized = tokenized.map(group, batched=True, batch_size=1000, num_proc=num_proc,
                                   desc=f"Packing into blocks of {max_length}")
-    for split in ("train", "validation"):
+    for split in tokenized:
         if len(tokenized[split]) == 0:
             raise DataError(f"the {split} split has no usable examples after tokenisation "
                             f"(empty texts, or --packing with fewer than {max_length} tokens)")
