@@ -9,8 +9,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -20,6 +22,14 @@ sys.path.insert(0, REPO)
 # scripts they start (run_script): set before any test imports huggingface_hub, which reads it once.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# datasets caches every tokenised corpus under ~/.cache; the tests' runs (a new tokenizer folder each)
+# would leave gigabytes there. Their caches go to a temporary folder, removed when the session ends.
+DATASETS_CACHE = tempfile.mkdtemp(prefix="diffusion-tests-datasets-")
+os.environ["HF_DATASETS_CACHE"] = DATASETS_CACHE
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(DATASETS_CACHE, ignore_errors=True)
 
 # A micro model: the "tiny" preset shrunk further with --config-overrides.
 MICRO_MODEL = [
