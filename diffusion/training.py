@@ -7,6 +7,8 @@
   It also writes ``run_progress.json`` into every checkpoint (the calls that trained it, with
   their steps, wall time and loss), so a run trained in several calls, or one killed and resumed,
   reports its time and its mean training loss over *all* its steps (diffusion/runs.py).
+* ``NoiseLevelMeter``: the training loss summed in ten buckets of the noise level t, for the
+  ``loss_noise_<t>`` scalars of the Gaussian objectives (text embeddings and images).
 * ``format_log`` and the two callbacks that print it: one readable line per Trainer log
   (``step 50 | loss 1.595 | lr 2.4e-05 | mask 0.1: 1.02 ...``) instead of a raw dict.
 """
@@ -23,6 +25,7 @@ from transformers import ProgressCallback, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from diffusion.masked.levels import format_level, level_index
 from diffusion.runs import PROGRESS_FILE, checkpoint_stages
 
 
@@ -123,6 +126,33 @@ class EpochSeededLengthGroupedSampler(LengthGroupedSampler):
     def __iter__(self):
         self.generator.manual_seed(self.seed + self.epoch)
         return super().__iter__()
+
+
+class NoiseLevelMeter:
+    """Sums of a loss in buckets of t (0.1 = t in (0, 0.1], ..., 1.0), emptied at every training log.
+
+    ``add(t, losses)`` with t and losses (N,) (one entry per example or per token); ``pop(reduce)``
+    -> {"loss_noise_0.1": mean, ...} over the logging window, ``reduce`` summing across processes
+    (a collective: every process calls it).
+    """
+
+    def __init__(self, levels):
+        self.levels = [float(level) for level in levels]
+        self.keys = [f"loss_noise_{format_level(level)}" for level in self.levels]
+        self.sums = torch.zeros(2, len(self.levels), dtype=torch.float64)  # [loss sum, count]
+
+    @torch.no_grad()
+    def add(self, t: torch.Tensor, losses: torch.Tensor) -> None:
+        bucket = level_index(t.double(), self.levels)  # (N,)
+        sums = torch.zeros_like(self.sums, device=losses.device)
+        sums[0].index_add_(0, bucket, losses.detach().double())
+        sums[1].index_add_(0, bucket, torch.ones_like(bucket, dtype=torch.float64))
+        self.sums = self.sums.to(losses.device) + sums
+
+    def pop(self, reduce=None) -> dict[str, float]:
+        sums = (reduce(self.sums.clone()) if reduce is not None else self.sums.clone()).cpu()
+        self.sums.zero_()
+        return {key: round(float(sums[0, j] / sums[1, j]), 4) for j, key in enumerate(self.keys) if sums[1, j] > 0}
 
 
 def format_log(logs: dict, step: int) -> str:

@@ -1,0 +1,191 @@
+"""Image diffusion (diffusion/image/): the digits, both denoisers, label dropout, guidance, sampling
+through the shared Gaussian process, and a few training steps that lower the loss."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+
+from diffusion.gaussian.process import GaussianProcess
+from diffusion.image.data import DataError, ImageCollator, from_pixels, load_image_datasets, num_classes, to_pixels
+from diffusion.image.dit import DiTConfig, DiTModel
+from diffusion.image.sampling import ImageSamplingOptions, predict_noise, sample_images
+from diffusion.image.trainer import drop_labels, evaluate_per_noise_level
+from diffusion.image.unet import UNetConfig, UNetModel
+
+MICRO_UNET = dict(base_channels=16, channel_mults=[1, 2], num_res_blocks=1, groups=4, num_heads=2)
+MICRO_DIT = dict(hidden_size=32, depth=2, num_heads=2)
+
+
+def _model(kind: str, **config):
+    torch.manual_seed(0)
+    if kind == "unet":
+        return UNetModel(UNetConfig(**{**MICRO_UNET, **config}))
+    return DiTModel(DiTConfig(**{**MICRO_DIT, **config}))
+
+
+def _randomise(model):
+    """Fresh denoisers output exactly zero (zero-initialised last layers): give every weight a value."""
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.05)
+    return model
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_image_datasets()
+
+
+def test_digits_are_a_fixed_stratified_split_in_minus_one_to_one(digits):
+    assert len(digits["train"]) == 1617 and len(digits["validation"]) == 180 and num_classes(digits) == 10
+    assert sorted(digits["validation"]["label"]) == sorted(list(range(10)) * 18)  # 10% of every class
+    batch = ImageCollator(8, 1)([digits["train"][i] for i in range(16)])
+    x = batch["pixel_values"]
+    assert x.shape == (16, 1, 8, 8) and x.min() == -1.0 and x.max() == 1.0
+    assert batch["labels"].tolist() == digits["train"]["label"][:16]
+    # 17 grey levels survive the round trip to PNG bytes
+    image = digits["train"][0]["image"]
+    assert (from_pixels(to_pixels(image, 8, 1)) == np.asarray(image)).all()
+    assert to_pixels(image, 16, 1).shape == (1, 16, 16) and to_pixels(image, 8, 3).shape == (3, 8, 8)
+
+
+def test_bad_columns_and_sources_are_one_line(tmp_path):
+    with pytest.raises(DataError, match=r"no column 'digit' in 'digits'; its columns are: image, label \(use --label-column\)"):
+        load_image_datasets(label_column="digit")
+    with pytest.raises(DataError, match=r"no column 'img'.*\(use --image-column\)"):
+        load_image_datasets(image_column="img")
+    (tmp_path / "a.txt").write_text("x")
+    with pytest.raises(DataError, match="is a file; an image dataset is a folder of images"):
+        load_image_datasets(str(tmp_path / "a.txt"))
+
+
+@pytest.mark.parametrize("kind", ["unet", "dit"])
+@pytest.mark.parametrize("size, channels, classes", [(8, 1, 10), (16, 3, 0), (28, 1, 10)])
+def test_denoisers_keep_the_image_shape(kind, size, channels, classes):
+    extra = {"channel_mults": [1, 2, 2]} if kind == "unet" and size == 28 else {}
+    model = _randomise(_model(kind, image_size=size, in_channels=channels, num_classes=classes, **extra))
+    x = torch.randn(3, channels, size, size)
+    steps = torch.tensor([1, 500, 1000])
+    labels = torch.tensor([0, 5, 9]) if classes else None
+    out = model(x, steps, labels)
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    if classes:  # the label changes the prediction, and None is the null label
+        assert not torch.allclose(out, model(x, steps, torch.tensor([1, 6, 2])))
+        assert torch.equal(model(x, steps, None), model(x, steps, torch.full((3,), classes)))
+
+
+@pytest.mark.parametrize("kind", ["unet", "dit"])
+def test_a_fresh_denoiser_predicts_zero_noise(kind):
+    """Zero-initialised output layers (improved-diffusion; DiT's adaLN-Zero): training starts from eps_hat = 0."""
+    model = _model(kind)
+    assert model(torch.randn(2, 1, 8, 8), torch.tensor([3, 700]), torch.tensor([1, 2])).abs().max() == 0
+
+
+def test_a_size_the_model_cannot_divide_is_one_line():
+    with pytest.raises(ValueError, match="image size 10 is not divisible by 4"):
+        UNetModel(UNetConfig(image_size=10, channel_mults=[1, 2, 2]))
+    with pytest.raises(ValueError, match="image size 9 is not divisible by the patch size 2"):
+        DiTModel(DiTConfig(image_size=9))
+
+
+@pytest.mark.parametrize("kind", ["unet", "dit"])
+def test_reload_gives_identical_outputs_through_automodel(kind, tmp_path):
+    from transformers import AutoModel
+
+    model = _randomise(_model(kind)).eval()
+    model.save_pretrained(tmp_path)
+    again = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(again) is type(model)
+    x, steps, labels = torch.randn(4, 1, 8, 8), torch.tensor([1, 10, 100, 1000]), torch.tensor([0, 3, 7, 10])
+    assert torch.equal(model(x, steps, labels), again(x, steps, labels))
+
+
+def test_label_dropout_replaces_a_tenth_with_the_null_label():
+    labels = torch.randint(0, 10, (200_000,))
+    dropped = drop_labels(labels, 10, 0.1, torch.Generator().manual_seed(0))
+    changed = dropped != labels
+    assert abs(changed.float().mean().item() - 0.1) < 0.003
+    assert (dropped[changed] == 10).all() and torch.equal(dropped[~changed], labels[~changed])
+
+
+def test_guidance_mixes_the_two_predictions():
+    model = _randomise(_model("unet")).eval()
+    x, steps, labels = torch.randn(4, 1, 8, 8), torch.full((4,), 400), torch.tensor([1, 2, 3, 4])
+    conditional, unconditional = model(x, steps, labels), model(x, steps, None)
+    assert torch.equal(predict_noise(model, x, steps, labels, 0.0), unconditional)  # w = 0: unconditional
+    assert torch.equal(predict_noise(model, x, steps, labels, 1.0), conditional)
+    torch.testing.assert_close(predict_noise(model, x, steps, labels, 3.0),
+                               unconditional + 3.0 * (conditional - unconditional), rtol=1e-5, atol=1e-5)
+
+
+def test_sampling_steps_through_the_shared_process(monkeypatch):
+    """The image sampler owns no diffusion math: every step is GaussianProcess.ddim_step / ddpm_step."""
+    model = _randomise(_model("unet"))
+    process = GaussianProcess("cosine", 20)
+    calls = []
+    for name in ("ddim_step", "ddpm_step"):
+        original = getattr(GaussianProcess, name)
+        monkeypatch.setattr(GaussianProcess, name,
+                            lambda self, *a, _o=original, _n=name, **kw: calls.append(_n) or _o(self, *a, **kw))
+    result = sample_images(model, process, torch.arange(3), ImageSamplingOptions(ddim_steps=5), record_trace=True)
+    assert calls == ["ddim_step"] * 5 and result.forward_passes == 5
+    assert [s.step for s in result.trace] == [20, 16, 12, 8, 4]
+    assert result.images.shape == (3, 1, 8, 8) and result.images.abs().max() <= 1
+    calls.clear()
+    sample_images(model, process, None, ImageSamplingOptions(sampler="ddpm", guidance=0), num_samples=2)
+    assert calls == ["ddpm_step"] * 20
+    # the source: no second copy of the schedule's coefficients anywhere in diffusion/image
+    for path in glob.glob(os.path.join(REPO, "diffusion", "image", "*.py")):
+        text = open(path).read()
+        for sign in ("cumprod", "diffusion.schedules", "import schedules", "betas_for_alpha_bar"):
+            assert sign not in text, (path, sign)
+
+
+def test_ddim_with_eta_zero_is_deterministic_and_seeds_matter():
+    model = _randomise(_model("dit"))
+    process = GaussianProcess("cosine", 50)
+    options = ImageSamplingOptions(ddim_steps=10, guidance=3.0)
+    a = sample_images(model, process, torch.arange(4), options, seed=3).images
+    assert torch.equal(a, sample_images(model, process, torch.arange(4), options, seed=3).images)
+    assert not torch.equal(a, sample_images(model, process, torch.arange(4), options, seed=4).images)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(sampler="euler"), "--sampler must be one of ddpm, ddim"),
+    (dict(eta=1.5), r"--eta must lie in \[0, 1\]"),
+    (dict(guidance=-1), "--guidance must be at least 0"),
+    (dict(ddim_steps=0), "--ddim-steps must be at least 1"),
+])
+def test_bad_sampling_options_are_one_line(flags, message):
+    with pytest.raises(ValueError, match=message):
+        ImageSamplingOptions(**flags)
+
+
+def test_a_few_training_steps_lower_the_held_out_loss(digits, tmp_path):
+    from transformers import TrainingArguments
+
+    from diffusion.image.trainer import ImageTrainer
+
+    model = _model("unet")
+    process = GaussianProcess("cosine", 100)
+    collator = ImageCollator(8, 1)
+    held_out = digits["validation"].select(range(64))
+    before = evaluate_per_noise_level(model, process, held_out, collator, [0.2, 0.8])
+    args = TrainingArguments(output_dir=str(tmp_path), per_device_train_batch_size=32, learning_rate=2e-3,
+                             max_steps=30, logging_steps=10, report_to=[], use_cpu=True, save_strategy="no",
+                             remove_unused_columns=False, disable_tqdm=True, seed=0)
+    trainer = ImageTrainer(model=model, args=args, train_dataset=digits["train"], data_collator=collator, process=process)
+    trainer.train()
+    logs = [log for log in trainer.state.log_history if "loss" in log]
+    assert len(logs) == 3 and all(f"loss_noise_{t}" in logs[-1] for t in ("0.1", "0.5", "1.0"))
+    after = evaluate_per_noise_level(model, process, held_out, collator, [0.2, 0.8])
+    assert before[0.2]["loss"] == pytest.approx(1.0, abs=0.1)  # a fresh model predicts eps_hat = 0: MSE = Var(eps) = 1
+    for t in (0.2, 0.8):
+        assert after[t]["loss"] < 0.8 * before[t]["loss"], (t, before[t], after[t])
