@@ -39,8 +39,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from diffusion.gaussian.process import GaussianProcess
-from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level, level_index
-from diffusion.training import LengthGroupedTrainer
+from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level
+from diffusion.training import LengthGroupedTrainer, NoiseLevelMeter
 
 NOISE_LEVELS = DEFAULT_MASK_LEVELS  # t = 0.1 ... 1.0: the buckets logged and the levels evaluated
 
@@ -139,7 +139,7 @@ class GaussianTrainer(LengthGroupedTrainer):
         self.fixed_text_rate = fixed_text_rate
         self.eval_levels = [float(level) for level in eval_levels]
         self.loss_is_scaled_for_ga = False  # compute_loss returns a per-micro-batch mean
-        self._level_sums = torch.zeros(2, len(NOISE_LEVELS), dtype=torch.float64)  # [loss sum, token count]
+        self.meter = NoiseLevelMeter(NOISE_LEVELS)
         self._sorted_eval_dataset = None
 
     # ------------------------------------------------------------------ training
@@ -155,22 +155,13 @@ class GaussianTrainer(LengthGroupedTrainer):
         real = mask.bool() & ~fixed  # (B, L): padding and fixed text are never scored
         per_token = (terms["mse"] + terms["ce"])[real]  # (N,)
         loss = per_token.mean()
-        with torch.no_grad():  # loss per bucket of t, for the logs
-            t = steps.double() / self.process.num_steps
-            bucket = level_index(t, NOISE_LEVELS)[:, None].expand(batch, length)[real]  # (N,)
-            sums = torch.zeros_like(self._level_sums, device=ids.device)
-            sums[0].index_add_(0, bucket, per_token.detach().double())
-            sums[1].index_add_(0, bucket, torch.ones_like(bucket, dtype=torch.float64))
-            self._level_sums = self._level_sums.to(ids.device) + sums
+        t = (steps.double() / self.process.num_steps)[:, None].expand(batch, length)[real]  # (N,) each token's t
+        self.meter.add(t, per_token)  # the loss per bucket of t, for the logs
         return (loss, {"x0_hat": terms["x0_hat"]}) if return_outputs else loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # a training log: the per-bucket means of this logging window (collective)
-            sums = self.accelerator.reduce(self._level_sums.clone(), reduction="sum").cpu()
-            for j, level in enumerate(NOISE_LEVELS):
-                if sums[1, j] > 0:
-                    logs[f"loss_noise_{format_level(level)}"] = round(float(sums[0, j] / sums[1, j]), 4)
-            self._level_sums.zero_()
+            logs.update(self.meter.pop(lambda t: self.accelerator.reduce(t, reduction="sum")))
         super().log(logs, start_time)
 
     # ------------------------------------------------------------------ evaluation
