@@ -129,6 +129,42 @@ FULL_GAUSSIAN_ARGS = [
     "--max-eval-samples", "500",
     "--ddp_find_unused_parameters", "false",
 ]
+# --quick-test --objective image: a UNet from scratch on the bundled 8x8 digits -> results-image/,
+# ending with a sample grid (DDIM, guidance 3). Measured: docs/IMAGE_DIFFUSION.md.
+QUICK_TEST_IMAGE_ARGS = [
+    "--output_dir", "results-image",
+    "--model-type", "UNet",
+    "--per_device_train_batch_size", "64",
+    "--per_device_eval_batch_size", "180",
+    "--learning_rate", "1e-3",
+    "--warmup_steps", "50",
+    "--weight_decay", "0.0",
+    "--max_steps", "1000",
+    "--logging_steps", "25",
+    "--eval_strategy", "steps",
+    "--eval_steps", "250",
+    "--save_steps", "1000",
+    "--save_total_limit", "2",
+    "--use-ema", "--ema-decay", "0.999",
+    "--use_cpu",
+]
+# python train.py --objective image [--model-type DiT]: the same data, longer, on a GPU when there is one;
+# seed 002's commands (--epochs 30 --batch-size 8 --lr 0.0001) override the epochs, batch and rate.
+FULL_IMAGE_ARGS = [
+    "--per_device_train_batch_size", "64",
+    "--per_device_eval_batch_size", "180",
+    "--learning_rate", "5e-4",
+    "--warmup_steps", "200",
+    "--weight_decay", "0.0",
+    "--num_train_epochs", "100",
+    "--logging_steps", "50",
+    "--eval_strategy", "epoch",
+    "--save_strategy", "epoch",
+    "--save_total_limit", "2",
+    "--use-ema",
+]
+# Seed 002's own flag names for the image objective (--epochs is shared with every objective).
+IMAGE_SEED_ALIASES = {"--batch-size": "--per_device_train_batch_size", "--lr": "--learning_rate"}
 # The flags of the Diffusion-LM-style trainer many users come from (--epochs, --amp, --grad-clip, ...), accepted
 # as they are: alias -> this toolkit's flag.
 SEED_ALIASES = {"--epochs": "--num_train_epochs", "--grad-clip": "--max_grad_norm",
@@ -395,6 +431,63 @@ class GaussianArguments:
 
 
 @dataclass
+class ImageArguments:
+    """The flags of --objective image (diffusion/image/; docs/IMAGE_DIFFUSION.md)."""
+
+    objective: str = field(default="image", metadata={"help": "image: this parser's objective."})
+    model: str | None = field(
+        default=None, metadata={"help": "An image checkpoint folder to continue training (default: a fresh --model-type)."})
+    model_type: str = field(default="UNet", metadata={"help": "The denoiser to build: UNet or DiT."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "Override fields of the model's config, e.g. 'base_channels=64,channel_mults=1x2x2'."})
+    dataset: str = field(
+        default="digits",
+        metadata={"help": "digits (scikit-learn's bundled 8x8 handwritten digits, offline), a folder of images, or a "
+                  "Hugging Face image dataset (ylecun/mnist)."},
+    )
+    image_column: str = field(default="image", metadata={"help": "Column that holds the images."})
+    label_column: str = field(default="label", metadata={"help": "Column that holds the class labels ('none': unconditional)."})
+    image_size: int | None = field(
+        default=None, metadata={"help": "Pixels per side every image is resized to (default: the dataset's own)."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use at most N training images."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use at most N held-out images."})
+    schedule: str = field(
+        default="cosine",
+        metadata={"help": f"alpha_bar(t) of the Gaussian process: {', '.join(schedules.available_schedules())}."})
+    diffusion_steps: int = field(default=1000, metadata={"help": "N, the discrete steps of the Gaussian process."})
+    cond_drop: float = field(
+        default=0.1, metadata={"help": "Share of training images whose label is replaced by the null label "
+                               "(classifier-free guidance needs the unconditional model too)."})
+    sampler: str = field(default="ddim", metadata={"help": "Sampler of the grids written in and after training: ddpm, ddim."})
+    ddim_steps: int = field(default=50, metadata={"help": "DDIM steps of those grids."})
+    guidance: float = field(default=3.0, metadata={"help": "Classifier-free guidance of those grids."})
+    eval_before_training: bool = field(
+        default=True, metadata={"help": "Evaluate once before training, so the final table shows the change."})
+
+    def __post_init__(self) -> None:
+        if self.model_type not in ("UNet", "DiT"):
+            raise ValueError(f"--model-type must be UNet or DiT, got {self.model_type!r}")
+        if self.label_column.lower() == "none":
+            self.label_column = None
+        if self.image_size is not None and self.image_size < 4:
+            raise ValueError(f"--image-size must be at least 4, got {self.image_size}")
+        schedules.get_schedule(self.schedule)
+        if self.diffusion_steps < 1:
+            raise ValueError(f"--diffusion-steps must be at least 1, got {self.diffusion_steps}")
+        if not 0.0 <= self.cond_drop < 1.0:
+            raise ValueError(f"--cond-drop must lie in [0, 1), got {self.cond_drop}")
+        if self.sampler not in ("ddpm", "ddim"):
+            raise ValueError(f"--sampler must be ddpm or ddim, got {self.sampler!r}")
+        if not 1 <= self.ddim_steps <= self.diffusion_steps:
+            raise ValueError(f"--ddim-steps must lie in 1..{self.diffusion_steps} (the trained steps), got {self.ddim_steps}")
+        if self.guidance < 0:
+            raise ValueError(f"--guidance must be at least 0 (0: unconditional), got {self.guidance}")
+
+    def overrides_dict(self) -> dict[str, str]:
+        return ModelArguments.config_overrides_dict(self)
+
+
+@dataclass
 class RunArguments:
     quick_test: bool = field(
         default=False,
@@ -468,6 +561,70 @@ def expand_seed_aliases(argv: list[str]) -> list[str]:
     return out
 
 
+def expand_config_file(argv: list[str]) -> list[str]:
+    """``--config FILE.yaml`` -> the file's flags in its place (so flags typed after it win).
+
+    The file maps flag names to values, as ``HfArgumentParser.parse_yaml_file`` reads them
+    (``learning_rate: 1e-4``, ``use_ema: true``, ``mask_levels: [0.5, 1.0]``); configs/ holds examples.
+    """
+    out, i = [], 0
+    while i < len(argv):
+        flag, sep, inline = argv[i].partition("=")
+        if flag != "--config":
+            out.append(argv[i])
+            i += 1
+            continue
+        path = inline if sep else (argv[i + 1] if i + 1 < len(argv) else None)
+        i += 1 if sep else 2
+        if not path:
+            raise ValueError("--config: expected a YAML file")
+        if not os.path.isfile(path):
+            raise ValueError(f"--config {path!r}: no such file")
+        import yaml
+
+        try:
+            with open(path) as f:
+                values = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"--config {path!r} is not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"--config {path!r} must map flag names to values, got a {type(values).__name__}")
+        for key, value in values.items():
+            out.append(f"--{key}")
+            if isinstance(value, list):
+                out += [str(v) for v in value]
+            elif isinstance(value, bool):
+                out.append("true" if value else "false")
+            elif value is not None:
+                out.append(str(value))
+    return out
+
+
+def parse_image_train_args(argv: list[str]):
+    """-> (ImageArguments, RunArguments, TrainingArguments) for --objective image."""
+    renamed = []
+    for arg in expand_config_file(list(argv)):
+        flag, sep, value = arg.partition("=")
+        renamed.append(IMAGE_SEED_ALIASES.get(flag.replace("_", "-"), flag) + sep + value)
+    argv = expand_seed_aliases(renamed)
+    given = flag_names(argv)
+    foreign = sorted(given & (GAUSSIAN_FLAGS - {"--diffusion-steps", "--sampler", "--ddim-steps"} | MASKED_FLAGS
+                              | {"--max-length", "--model-config", "--text-column", "--packing", "--tokenizer"}))
+    if foreign:
+        verb = "applies" if len(foreign) == 1 else "apply"
+        raise ValueError(f"{', '.join(foreign)} only {verb} to the text objectives, not --objective image")
+    if "--quick-test" in given:
+        preset = list(QUICK_TEST_IMAGE_ARGS)
+    else:
+        model_type = flag_value(argv, "--model-type") or "UNet"
+        preset = ["--output_dir", f"results-image-{model_type.lower()}", *FULL_IMAGE_ARGS]
+    image, run, training = parse_args((ImageArguments, RunArguments, TrainingArguments), preset + list(argv))
+    if run.from_scratch:
+        raise ValueError("--from-scratch: the image quick test always trains from scratch (there is no bundled image base)")
+    run.note = None
+    return image, run, training
+
+
 def check_objective_flags(objective: str, given: set[str]) -> None:
     """Flags of another objective are an error that says so, never ignored."""
     foreign = sorted(given & (MASKED_FLAGS if objective == "gaussian" else GAUSSIAN_FLAGS))
@@ -479,7 +636,7 @@ def check_objective_flags(objective: str, given: set[str]) -> None:
 
 def parse_train_args(argv: list[str]):
     """-> (ModelArguments, DataArguments, DiffusionArguments, GaussianArguments, RunArguments, TrainingArguments)."""
-    argv = expand_seed_aliases(list(argv))
+    argv = expand_seed_aliases(expand_config_file(list(argv)))
     given = flag_names(argv)
     note = None
     objective = flag_value(argv, "--objective") or "masked"

@@ -28,32 +28,51 @@ from dataclasses import dataclass, field
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from diffusion.checkpoint import checkpoint_objective, quiet_loading  # noqa: E402
-from diffusion.cli import flag_names, foreign_flags, parse_args, run_main  # noqa: E402
+from diffusion.cli import dataclass_flags, flag_names, foreign_flags, parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
 from diffusion.gaussian.generation import gaussian_trace_json, prepare_sampling  # noqa: E402
 from diffusion.gaussian.sampling import GaussianSamplingOptions, sample, trace_lines  # noqa: E402
+from diffusion.image.generation import (  # noqa: E402
+    ImageSampleArguments,
+    label_name,
+    load_image_generator,
+    requested_labels,
+)
+from diffusion.image.sampling import ImageSamplingOptions, sample_images  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, blank_notes, build_prompt, decode, decoding_notes  # noqa: E402
+from diffusion.viz.images import image_grid, save_samples  # noqa: E402
+from diffusion.viz.rendering import check_writable  # noqa: E402
 
 
 @dataclass
 class OutputArguments:
     """generate.py's own flags."""
 
-    num_samples: int = field(default=3, metadata={"help": "Sequences to generate (one batch)."})
+    num_samples: int | None = field(
+        default=None, metadata={"help": "Sequences to generate, one batch (default 3); image checkpoints: images per class "
+                                "(default 10)."})
     json: bool = field(default=False, metadata={"help": "Print machine-readable JSON (texts and the full trace)."})
 
     def __post_init__(self) -> None:
-        if self.num_samples < 1:
+        if self.num_samples is not None and self.num_samples < 1:
             raise ValueError(f"--num-samples must be at least 1, got {self.num_samples}")
 
 
 def run(argv: list[str]) -> int:
-    args, options, gaussian, out = parse_args((GenerationArguments, DecodeOptions, GaussianSamplingOptions,
-                                               OutputArguments), argv)
+    args, options, gaussian, images, out = parse_args((GenerationArguments, DecodeOptions, GaussianSamplingOptions,
+                                                       ImageSampleArguments, OutputArguments), argv)
     given = flag_names(argv)
+    image_flags = sorted(given & dataclass_flags(ImageSampleArguments))
     wants_gaussian = bool(foreign_flags(given, GaussianSamplingOptions, DecodeOptions))
-    objective = checkpoint_objective(args.checkpoint, "gaussian" if wants_gaussian else "masked")
+    objective = checkpoint_objective(args.checkpoint, "image" if image_flags else
+                                     "gaussian" if wants_gaussian else "masked")
+    if objective == "image":
+        return run_image(args, options, gaussian, images, out, given)
+    if image_flags:
+        raise ValueError(f"{', '.join(image_flags)} only {'applies' if len(image_flags) == 1 else 'apply'} to an image "
+                         f"checkpoint; {args.checkpoint!r} is a {objective} model")
+    out.num_samples = out.num_samples or 3
     if objective == "gaussian":
         return run_gaussian(args, options, gaussian, out, given)
     if wants_gaussian:
@@ -92,6 +111,46 @@ def run(argv: list[str]) -> int:
     print()
     for b, text in enumerate(result.texts):
         print(f"[{b + 1}] {text}")
+    return 0
+
+
+def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, images: ImageSampleArguments,
+              out: OutputArguments, given: set[str]) -> int:
+    """Sample an image checkpoint: a grid (pixels enlarged, not smoothed) and one PNG per image in --output-dir."""
+    text_flags = sorted((given - {"--checkpoint", "--device", "--seed", "--num-samples"})
+                        & (dataclass_flags(GenerationArguments) | dataclass_flags(DecodeOptions)
+                           | {"--clamp", "--no-self-conditioning", "--json"}))
+    if text_flags:
+        raise ValueError(f"{', '.join(text_flags)} only {'applies' if len(text_flags) == 1 else 'apply'} to text "
+                         f"checkpoints; an image model samples with --digit, --guidance, --sampler, --ddim-steps, --eta")
+    sampling = ImageSamplingOptions(sampler=gaussian.sampler, ddim_steps=gaussian.ddim_steps, eta=gaussian.eta,
+                                    guidance=images.guidance)
+    check_writable(images.output_dir, "--output-dir")
+    quiet_loading()
+    generator = load_image_generator(args.checkpoint)
+    sampling.schedule_of_steps(generator.process)  # --ddim-steps beyond the trained steps: one line, before any work
+    per_class = out.num_samples or 10
+    labels = requested_labels(generator, images.digit, per_class)
+    if labels is None and "--guidance" in given:
+        print(f"note: --guidance has no effect: {generator.checkpoint!r} is an unconditional model", file=sys.stderr)
+    model = generator.model.to(pick_device(args.device))
+    started = time.perf_counter()
+    result = sample_images(model, generator.process, labels, sampling, num_samples=per_class, seed=options.seed)
+    seconds = time.perf_counter() - started
+    size = generator.config.image_size
+    names = ([label_name(generator, int(y)) for y in labels] if labels is not None else ["sample"] * per_class)
+    files = [f"{name}_{i % per_class:03d}" for i, name in enumerate(names)]
+    rows = ([label_name(generator, int(y)) for y in labels[::per_class]] if labels is not None else None)
+    grid = image_grid(result.images, per_class, scale=max(1, 64 // size), row_labels=rows,
+                      title=f"{sampling.describe(generator.process)}, seed {options.seed}")
+    os.makedirs(images.output_dir, exist_ok=True)
+    grid_path = os.path.join(images.output_dir, "grid.png")
+    grid.save(grid_path)
+    paths = save_samples(result.images, images.output_dir, files)
+    print(f"model: {generator.checkpoint} ({generator.why})")
+    print(f"{len(paths)} images of {size}x{size}, {sampling.describe(generator.process)}: "
+          f"{result.forward_passes} steps, {seconds:.2f} s")
+    print(f"grid:    {grid_path}\nsamples: {len(paths)} PNGs in {images.output_dir}/ ({os.path.basename(paths[0])}, ...)")
     return 0
 
 

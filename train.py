@@ -29,7 +29,7 @@ warnings.filterwarnings("ignore", message="Specifying null_placement", category=
 import torch  # noqa: E402
 from transformers import DataCollatorForLanguageModeling, PrinterCallback, ProgressCallback, Trainer, set_seed  # noqa: E402
 
-from config import parse_train_args  # noqa: E402
+from config import parse_image_train_args, parse_train_args  # noqa: E402
 from data_collator import VariableMaskingCollator  # noqa: E402
 from diffusion.checkpoint import (  # noqa: E402
     DiffusionConfig,
@@ -39,7 +39,7 @@ from diffusion.checkpoint import (  # noqa: E402
     load_model,
     load_tokenizer,
 )
-from diffusion.cli import run_main  # noqa: E402
+from diffusion.cli import flag_value, run_main  # noqa: E402
 from diffusion.gaussian.model import build_gaussian_model  # noqa: E402
 from diffusion.gaussian.process import GaussianProcess  # noqa: E402
 from diffusion.gaussian.sampling import length_quantiles  # noqa: E402
@@ -139,11 +139,10 @@ def gaussian_process(model_args, diff_args, gauss_args) -> GaussianProcess:
     return process
 
 
-def run(argv: list[str]) -> int:
-    try:
-        model_args, data_args, diff_args, gauss_args, run_args, training_args = parse_train_args(argv)
-    except ValueError as err:
-        raise RunError(str(err)) from None
+def open_output_dir(run_args, training_args) -> str | None:
+    """Before anything loads: an interrupted overwrite is put back, the folder is checked, the seed set.
+
+    Returns the checkpoint to resume from (None for a fresh run)."""
     output_dir = training_args.output_dir
     is_main = training_args.process_index == 0
     for note in restore_interrupted_overwrite(output_dir) if is_main else []:
@@ -152,6 +151,79 @@ def run(argv: list[str]) -> int:
     for note in notes if is_main else []:
         print(note, file=sys.stderr)
     set_seed(training_args.seed)
+    return resume_from
+
+
+def guarded_train(trainer, collator, model_args, diff_args, run_args, training_args, resume_from):
+    """The compact log lines, then the evaluation before training and training itself -> (before, TrainOutput).
+
+    Everything is checked and loaded by now. The earlier run is only moved aside (diffusion/runs.py):
+    it is deleted after the new run's first training step, and put back if the new run fails before.
+    """
+    output_dir = training_args.output_dir
+    trainer.point_tensorboard_into_the_run()
+    # Replace the raw-dict log printers with one readable line per log.
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(CompactPrinterCallback if training_args.disable_tqdm else CompactProgressCallback)
+    aside = set_aside_run(output_dir) if run_args.overwrite_output_dir and training_args.process_index == 0 else None
+    first_step = FirstStepCallback(lambda: release_aside_run(output_dir) if aside else None)
+    trainer.add_callback(first_step)
+    trainer.accelerator.wait_for_everyone()
+    try:
+        return evaluate_and_train(trainer, collator, model_args, diff_args, training_args, output_dir, resume_from)
+    except BaseException as err:  # Ctrl-C too: a run that never trained a step gives back what it replaced
+        if first_step.done:
+            raise  # it trained: its checkpoints are what --resume continues
+        restored = aside is not None and restore_aside_run(output_dir)
+        if isinstance(err, ValueError):  # e.g. torch's "Invalid learning rate": the user's flags, not a bug
+            kept = f"; the earlier run in {output_dir!r} is unchanged" if restored else ""
+            raise RunError(f"training failed before its first step: {err}{kept}") from None
+        raise
+
+
+def write_metrics(trainer, train_result, objective: str, source: str, parameters: int, eval_set, before, after,
+                  output_dir: str, **extra) -> dict:
+    """OUTPUT/metrics.json: what was trained, for how long (every call of a resumed run), and the numbers."""
+    runtime_s = round(train_result.metrics.get("train_runtime", float("nan")), 1)  # this call only
+    # Every call that trained this model, this one last, with its steps, time and mean loss.
+    this_call_loss = train_result.metrics.get("train_loss_this_call", train_result.metrics.get("train_loss"))
+    stages = trainer.run_stages(this_call_loss)
+    stages[-1]["train_runtime_s"] = runtime_s
+    args = trainer.args
+    metrics = {
+        "objective": objective,
+        "model": source,
+        "parameters": parameters,
+        "global_step": trainer.state.global_step,
+        "world_size": args.world_size,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "train_runtime_s": runtime_s,
+        "train_loss": round(train_result.metrics.get("train_loss", float("nan")), 4),  # over all steps
+        # every call that trained this model, this one last (several when --resume extended it)
+        "stages": stages,
+        "total_train_runtime_s": round(sum(stage["train_runtime_s"] for stage in stages), 1),
+        "eval_examples": len(eval_set),
+        **extra,
+        "initial": before,
+        "final": after,
+    }
+    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+        json.dump(metrics, f, indent=2)
+    return metrics
+
+
+def run(argv: list[str]) -> int:
+    if flag_value(argv, "--objective") == "image":
+        return run_image(argv)
+    try:
+        model_args, data_args, diff_args, gauss_args, run_args, training_args = parse_train_args(argv)
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    output_dir = training_args.output_dir
+    is_main = training_args.process_index == 0
+    resume_from = open_output_dir(run_args, training_args)
 
     # ---- tokenizer ------------------------------------------------------------
     tokenizer_source = model_args.tokenizer or model_args.model or BUNDLED_TOKENIZER
@@ -261,29 +333,7 @@ def run(argv: list[str]) -> int:
         samples.trainer = trainer
         # First in the list: at the end of training it writes before TensorBoard's callback closes its writer.
         trainer.callback_handler.callbacks.insert(0, samples)
-    trainer.point_tensorboard_into_the_run()
-    # Replace the raw-dict log printers with one readable line per log.
-    trainer.remove_callback(ProgressCallback)
-    trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(CompactPrinterCallback if training_args.disable_tqdm else CompactProgressCallback)
-
-    # Everything is checked and loaded. The earlier run is only moved aside (diffusion/runs.py): it
-    # is deleted after the new run's first training step, and put back if the new run fails before.
-    aside = set_aside_run(output_dir) if run_args.overwrite_output_dir and is_main else None
-    first_step = FirstStepCallback(lambda: release_aside_run(output_dir) if aside else None)
-    trainer.add_callback(first_step)
-    trainer.accelerator.wait_for_everyone()
-    try:
-        before, train_result = evaluate_and_train(trainer, collator, model_args, diff_args, training_args,
-                                                  output_dir, resume_from)
-    except BaseException as err:  # Ctrl-C too: a run that never trained a step gives back what it replaced
-        if first_step.done:
-            raise  # it trained: its checkpoints are what --resume continues
-        restored = aside is not None and restore_aside_run(output_dir)
-        if isinstance(err, ValueError):  # e.g. torch's "Invalid learning rate": the user's flags, not a bug
-            kept = f"; the earlier run in {output_dir!r} is unchanged" if restored else ""
-            raise RunError(f"training failed before its first step: {err}{kept}") from None
-        raise
+    before, train_result = guarded_train(trainer, collator, model_args, diff_args, run_args, training_args, resume_from)
     if ema is not None:  # the average is what is evaluated, saved and sampled from
         ema.copy_to(trainer.model)
     after = add_perplexity(trainer.evaluate(), "eval")
@@ -293,32 +343,9 @@ def run(argv: list[str]) -> int:
     if not is_main:
         return 0
 
-    runtime_s = round(train_result.metrics.get("train_runtime", float("nan")), 1)  # this call only
-    # Every call that trained this model, this one last, with its steps, time and mean loss.
-    this_call_loss = train_result.metrics.get("train_loss_this_call", train_result.metrics.get("train_loss"))
-    stages = trainer.run_stages(this_call_loss)
-    stages[-1]["train_runtime_s"] = runtime_s
-    metrics = {
-        "objective": model_args.objective,
-        "model": source,
-        "parameters": count_parameters(model),
-        "global_step": trainer.state.global_step,
-        "world_size": training_args.world_size,
-        "per_device_train_batch_size": training_args.per_device_train_batch_size,
-        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
-        "train_runtime_s": runtime_s,
-        "train_loss": round(train_result.metrics.get("train_loss", float("nan")), 4),  # over all steps
-        # every call that trained this model, this one last (several when --resume extended it)
-        "stages": stages,
-        "total_train_runtime_s": round(sum(stage["train_runtime_s"] for stage in stages), 1),
-        "eval_examples": len(eval_set),
-        # tokens in one pass over the training split: models/bundle_model.py's "tokens seen" without re-tokenising
-        "train_tokens": int(sum(train_set["length"])),
-        "initial": before,
-        "final": after,
-    }
-    with open(os.path.join(output_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=2)
+    # train_tokens: tokens in one pass over the training split (models/bundle_model.py's "tokens seen")
+    write_metrics(trainer, train_result, model_args.objective, source, count_parameters(model), eval_set,
+                  before, after, output_dir, train_tokens=int(sum(train_set["length"])))
     note = {"masked": loss_note(diff_args.eos_padding, len(eval_set)),
             "gaussian": gaussian_loss_note(len(eval_set))}.get(model_args.objective)
     # Trainer.train() starts a fresh log history, so the evaluation before training is added back as step 0.
@@ -346,6 +373,136 @@ def run(argv: list[str]) -> int:
     return 0
 
 
+def image_level_table(before: dict | None, after: dict, levels) -> str:
+    """Held-out noise-prediction loss and x0 error per noise level t, before and after training."""
+    lines = ["   noise t | loss before | loss after | change | x0 MSE before | x0 MSE after",
+             "---------- | ----------- | ---------- | ------ | ------------- | ------------"]
+    for level in levels:
+        key = format_level(level)
+        a_loss, a_mse = after[f"eval_loss_noise_{key}"], after[f"eval_x0_mse_noise_{key}"]
+        b_loss = before.get(f"initial_loss_noise_{key}") if before else None
+        b_mse = before.get(f"initial_x0_mse_noise_{key}") if before else None
+        change = f"{a_loss - b_loss:+.3f}" if b_loss is not None else "-"
+        lines.append(f"{key:>10} | {b_loss if b_loss is None else f'{b_loss:.4f}':>11} | {a_loss:10.4f} | {change:>6} | "
+                     f"{b_mse if b_mse is None else f'{b_mse:.4f}':>13} | {a_mse:12.4f}")
+    return "\n".join(lines).replace("None", "   -")
+
+
+def run_image(argv: list[str]) -> int:
+    """--objective image: a UNet or DiT denoiser on the digits (or any image dataset); docs/IMAGE_DIFFUSION.md."""
+    from diffusion.image.data import ImageCollator, class_names, load_image_datasets, num_classes
+    from diffusion.image.models import build_image_model
+    from diffusion.image.sampling import ImageSamplingOptions, sample_images
+    from diffusion.image.trainer import NOISE_LEVELS as IMAGE_LEVELS
+    from diffusion.image.trainer import ImageTrainer
+    from diffusion.viz.images import image_grid
+
+    try:
+        image_args, run_args, training_args = parse_image_train_args(argv)
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    output_dir = training_args.output_dir
+    is_main = training_args.process_index == 0
+    resume_from = open_output_dir(run_args, training_args)
+
+    # ---- data: checked before any model is built -----------------------------------------
+    data = load_image_datasets(image_args.dataset, image_args.image_column, image_args.label_column)
+    train_set, eval_set = data["train"], data["validation"]
+    if image_args.max_train_samples is not None:
+        train_set = train_set.select(range(min(image_args.max_train_samples, len(train_set))))
+    if image_args.max_eval_samples is not None:
+        eval_set = eval_set.select(range(min(image_args.max_eval_samples, len(eval_set))))
+    first = train_set[0]["image"]
+    channels = 1 if first.mode in ("1", "L", "LA", "I", "I;16", "F") else 3
+    size = image_args.image_size
+    if size is None:
+        if first.width != first.height:
+            raise RunError(f"the images of {image_args.dataset!r} are {first.width}x{first.height}, not square: "
+                           f"give --image-size N to resize them to N x N")
+        size = first.width
+    classes = num_classes(data)
+    names = class_names(data) if classes else None
+
+    # ---- model ---------------------------------------------------------------------------
+    schedule, steps = image_args.schedule, image_args.diffusion_steps
+    if image_args.model is not None:
+        model = load_model("image", image_args.model, " (an image checkpoint folder)")
+        source = image_args.model
+        built = (model.config.image_size, model.config.in_channels, model.config.num_classes)
+        if built != (size, channels, classes):
+            raise RunError(f"{image_args.model!r} was built for {built[0]}x{built[0]} images with {built[1]} channel(s) "
+                           f"and {built[2]} classes; the data gives {size}x{size}, {channels} and {classes}"
+                           f"{' (--image-size resizes them)' if built[0] != size else ''}")
+        trained = load_diffusion_config(image_args.model)
+        if trained is not None and trained.objective == "image":
+            schedule, steps = trained.schedule or schedule, trained.diffusion_steps or steps
+    else:
+        try:
+            model = build_image_model(image_args.model_type, size, channels, classes, image_args.overrides_dict())
+        except ValueError as err:
+            raise RunError(str(err)) from None
+        source = f"fresh {image_args.model_type}"
+    try:
+        process = GaussianProcess(schedule, steps)
+        process.ddim_steps(image_args.ddim_steps)
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    if is_main:
+        print(f"model: {source}, image objective, {count_parameters(model) / 1e6:.2f}M parameters; data: "
+              f"{len(train_set):,} training / {len(eval_set):,} held-out images of {size}x{size}x{channels}, "
+              f"{classes or 'no'} classes; {schedule} schedule, {steps} steps")
+
+    # ---- trainer -------------------------------------------------------------------------
+    training_args.remove_unused_columns = False  # the model's forward takes x_t, not pixel_values
+    collator = ImageCollator(size, channels)
+    trainer = ImageTrainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
+                           data_collator=collator, process=process, cond_drop=image_args.cond_drop)
+    diffusion_config = DiffusionConfig(objective="image", schedule=schedule, diffusion_steps=steps, image_size=size,
+                                       channels=channels, class_names=names, cond_drop=image_args.cond_drop,
+                                       ema_decay=run_args.ema_decay if run_args.use_ema else None,
+                                       dataset=image_args.dataset, trained_from=source)
+    trainer.diffusion_config = diffusion_config
+    ema = EMACallback(run_args.ema_decay) if run_args.use_ema else None
+    if ema is not None:
+        trainer.add_callback(ema)
+    before, train_result = guarded_train(trainer, collator, image_args, image_args, run_args, training_args, resume_from)
+    if ema is not None:
+        ema.copy_to(trainer.model)
+    after = trainer.evaluate()
+    final = save_final_model(trainer, output_dir,
+                             dataclasses.replace(diffusion_config, global_step=trainer.state.global_step))
+    if not is_main:
+        return 0
+    write_metrics(trainer, train_result, "image", source, count_parameters(model), eval_set, before, after, output_dir)
+    note = ("Training loss: the noise-prediction MSE of this run's batches (a tenth of their labels dropped); held-out: "
+            f"the same on {len(eval_set):,} validation images with fixed noise and their true labels.")
+    history = ([{"step": 0, **before}] if before else []) + trainer.state.log_history
+    plot_path = plot_loss_curves(history, os.path.join(output_dir, "loss_curves.png"), note,
+                                 y_label="noise-prediction MSE (per pixel)", held_out_name="validation images")
+
+    # ---- the sample grid: one row per class (or 4 rows unconditionally) ------------------
+    options = ImageSamplingOptions(sampler=image_args.sampler, ddim_steps=image_args.ddim_steps,
+                                   guidance=image_args.guidance if classes else 0.0)
+    per_row = 10
+    labels = torch.arange(classes).repeat_interleave(per_row) if classes else None
+    result = sample_images(trainer.model, process, labels, options, num_samples=None if classes else 4 * per_row,
+                           seed=training_args.seed)
+    grid_path = os.path.join(output_dir, "samples.png")
+    image_grid(result.images, per_row, scale=max(1, 64 // size), row_labels=names,
+               title=f"{options.describe(process)}, step {trainer.state.global_step}").save(grid_path)
+
+    print()
+    print(f"Held-out noise-prediction loss and x0 error per noise level t ({len(eval_set)} validation images, "
+          f"{schedule} schedule, {steps} steps):")
+    print(image_level_table(before, after, IMAGE_LEVELS))
+    print(note)
+    print(f"\nfinal model: {final}\nmetrics:     {os.path.join(output_dir, 'metrics.json')}")
+    if plot_path:
+        print(f"loss curves: {plot_path}")
+    print(f"samples:     {grid_path} ({options.describe(process)})")
+    return 0
+
+
 def evaluate_and_train(trainer, collator, model_args, diff_args, training_args, output_dir: str, resume_from):
     """The initial evaluation (or its stored result, when resuming), then training. -> (before, TrainOutput)."""
     is_main = training_args.process_index == 0
@@ -360,7 +517,9 @@ def evaluate_and_train(trainer, collator, model_args, diff_args, training_args, 
         if is_main:
             print(f"resuming from {resume_from}")
     elif diff_args.eval_before_training:
-        before = add_perplexity(trainer.evaluate(metric_key_prefix="initial"), "initial")
+        before = trainer.evaluate(metric_key_prefix="initial")
+        if model_args.objective == "causal":
+            before = add_perplexity(before, "initial")
         if is_main:
             os.makedirs(output_dir, exist_ok=True)
             with open(initial_path, "w") as f:

@@ -29,10 +29,12 @@ from diffusion.paths import (
     BUNDLED_MASKED_MODEL,
     BUNDLED_MLM_MODEL,
     TRAINED_GAUSSIAN_MODEL,
+    TRAINED_IMAGE_MODEL,
     TRAINED_MODEL,
 )
 
 CONFIG_NAME = "diffusion_config.json"
+EMA_FILE = "ema.safetensors"  # the weight average of --use-ema (diffusion/training.py's EMACallback), in every checkpoint-N
 FORMAT_VERSION = 1
 # objective -> (what a person calls such a model, the transformers auto class that loads it).
 # The Gaussian and image objectives add their rows here.
@@ -40,7 +42,9 @@ OBJECTIVES = {
     "masked": ("masked LM", "AutoModelForMaskedLM"),
     "causal": ("causal LM", "AutoModelForCausalLM"),
     "gaussian": ("Gaussian text diffusion model", "AutoModel"),
+    "image": ("image diffusion model", "AutoModel"),
 }
+IMAGE_MODEL_TYPES = {"UNetModel", "DiTModel"}  # what an image checkpoint's AutoModel may load
 
 
 class ModelLoadError(Exception):
@@ -70,6 +74,11 @@ class DiffusionConfig:
     fixed_text_rate: float | None = None  # share of training rows with clean (given) text
     ema_decay: float | None = None  # the final model's weights are this EMA of the trained ones
     sample_lengths: list[int] | None = None  # training lengths (quantiles): what generation draws from
+    # --- image objective (diffusion/image/, config.py's ImageArguments); schedule and diffusion_steps above ---
+    image_size: int | None = None  # pixels per side
+    channels: int | None = None  # 1 grey, 3 colour
+    class_names: list[str] | None = None  # label id -> name; None: an unconditional model
+    cond_drop: float | None = None  # label dropout of classifier-free guidance
     # --- where it came from ---
     dataset: str | None = None
     trained_from: str | None = None
@@ -203,6 +212,9 @@ def model_class(objective: str):
 
     if objective == "gaussian":
         import diffusion.gaussian.model  # noqa: F401  (registers GaussianTextModel with AutoConfig / AutoModel)
+    if objective == "image":
+        import diffusion.image.dit  # noqa: F401  (registers DiTModel)
+        import diffusion.image.unet  # noqa: F401  (registers UNetModel)
     return getattr(transformers, OBJECTIVES[objective][1])
 
 
@@ -222,6 +234,8 @@ def load_model(objective: str, name_or_dir: str, offline_hint: str = ""):
     except Exception as err:
         raise _load_error(kind, name_or_dir, err, offline_hint) from None
     if objective == "gaussian" and type(model).__name__ != "GaussianTextModel":  # AutoModel loads any encoder
+        raise ModelLoadError(f"{name_or_dir!r} is not a {kind} (its config is a {model.config.model_type!r})")
+    if objective == "image" and type(model).__name__ not in IMAGE_MODEL_TYPES:
         raise ModelLoadError(f"{name_or_dir!r} is not a {kind} (its config is a {model.config.model_type!r})")
     return model
 
@@ -245,11 +259,13 @@ DEFAULT_MODELS = {
     "gaussian": [(TRAINED_GAUSSIAN_MODEL, "your trained model (python train.py --quick-test --objective gaussian)"),
                  (BUNDLED_GAUSSIAN_MODEL, "the bundled Gaussian model; train your own with "
                                           "python train.py --quick-test --objective gaussian")],
+    "image": [(TRAINED_IMAGE_MODEL, "your trained model (python train.py --quick-test --objective image)")],
 }
 TRAIN_HINTS = {
     "masked": "train one with python train.py --quick-test",
     "causal": "train one with python train.py --quick-test --objective causal --output_dir results-gpt2",
     "gaussian": "train one with python train.py --quick-test --objective gaussian",
+    "image": "train one with python train.py --quick-test --objective image (5 minutes on a CPU)",
 }
 
 
@@ -325,3 +341,21 @@ def load_checkpoint(name: str, objective: str, flag: str = "--checkpoint"):
         raise ModelLoadError(f"{flag} {name!r} holds a {config.objective} model ({OBJECTIVES[config.objective][0]}); "
                              f"this needs a {objective} one ({OBJECTIVES[objective][0]})")
     return load_model(objective, name), load_tokenizer(name), config
+
+
+def load_saved_ema(model, folder: str) -> bool:
+    """Copy a checkpoint-N folder's EMA (``ema.safetensors``) into ``model``'s weights; False if it has none.
+
+    For sampling a checkpoint of a ``--use-ema`` run: its average, as the final model (which holds
+    the average as its weights) would be.
+    """
+    path = os.path.join(folder, EMA_FILE)
+    if not os.path.isfile(path):
+        return False
+    from safetensors.torch import load_file
+
+    averaged = load_file(path)
+    for name, p in model.named_parameters():
+        if name in averaged:
+            p.data.copy_(averaged[name].to(p.dtype))
+    return True

@@ -31,5 +31,7 @@ BUNDLED_CAUSAL_MODEL = os.path.join(REPO_DIR, "models", "causal-base")
 BUNDLED_GAUSSIAN_MODEL = os.path.join(REPO_DIR, "models", "gaussian-base")
 # What `python train.py --quick-test --objective gaussian` writes.
 TRAINED_GAUSSIAN_MODEL = "results-gaussian/final-model"
+# What `python train.py --quick-test --objective image` writes (a UNet on the 8x8 digits).
+TRAINED_IMAGE_MODEL = "results-image/final-model"
 # What `python train.py --quick-test` writes, relative to where it is run (the scripts' first default).
 TRAINED_MODEL = "results/final-model"

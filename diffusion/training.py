@@ -25,6 +25,7 @@ from transformers import ProgressCallback, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from diffusion.checkpoint import EMA_FILE
 from diffusion.masked.levels import format_level, level_index
 from diffusion.runs import PROGRESS_FILE, checkpoint_stages
 
@@ -234,7 +235,7 @@ class EMACallback(TrainerCallback):
     back on ``--resume``; :meth:`copy_to` puts it into a model (for the final save and sampling).
     """
 
-    FILE = "ema.safetensors"
+    FILE = EMA_FILE
 
     def __init__(self, decay: float = 0.9999):
         if not 0.0 < decay < 1.0:
@@ -279,3 +280,4 @@ class EMACallback(TrainerCallback):
         """Overwrite ``model``'s trainable parameters with the average."""
         for name, p in self._params(model).items():
             p.copy_(self.shadow[name].to(p.dtype))
+

@@ -12,8 +12,9 @@ import torch
 from conftest import REPO
 
 from diffusion.gaussian.process import GaussianProcess
-from diffusion.image.data import DataError, ImageCollator, from_pixels, load_image_datasets, num_classes, to_pixels
+from diffusion.image.data import DataError, ImageCollator, load_image_datasets, num_classes
 from diffusion.image.dit import DiTConfig, DiTModel
+from diffusion.image.pixels import from_pixels, to_pixels
 from diffusion.image.sampling import ImageSamplingOptions, predict_noise, sample_images
 from diffusion.image.trainer import drop_labels, evaluate_per_noise_level
 from diffusion.image.unet import UNetConfig, UNetModel
@@ -189,3 +190,122 @@ def test_a_few_training_steps_lower_the_held_out_loss(digits, tmp_path):
     assert before[0.2]["loss"] == pytest.approx(1.0, abs=0.1)  # a fresh model predicts eps_hat = 0: MSE = Var(eps) = 1
     for t in (0.2, 0.8):
         assert after[t]["loss"] < 0.8 * before[t]["loss"], (t, before[t], after[t])
+
+
+# ------------------------------------------------------------------------- train.py and generate.py
+MICRO_FLAGS = ["--objective", "image", "--quick-test", "--config-overrides",
+               "base_channels=16,groups=4,num_res_blocks=1,num_heads=2", "--diffusion-steps", "20", "--ddim-steps", "5",
+               "--max_steps", "4", "--logging_steps", "2", "--eval_steps", "2", "--max-eval-samples", "32",
+               "--disable_tqdm", "true"]
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory):
+    from conftest import train_in_process
+
+    out = tmp_path_factory.mktemp("image") / "run"
+    assert train_in_process([*MICRO_FLAGS, "--output_dir", str(out)]) == 0
+    return out
+
+
+def test_quick_test_writes_a_checkpoint_metrics_curves_and_a_grid(image_run):
+    import json
+
+    from PIL import Image
+    from transformers import AutoModel
+
+    import diffusion.image.unet  # noqa: F401
+
+    final = image_run / "final-model"
+    settings = json.loads((final / "diffusion_config.json").read_text())
+    assert settings["objective"] == "image" and settings["image_size"] == 8 and settings["channels"] == 1
+    assert settings["class_names"][7] == "seven" and settings["schedule"] == "cosine" and settings["diffusion_steps"] == 20
+    assert settings["cond_drop"] == 0.1 and settings["ema_decay"] == 0.999
+    assert type(AutoModel.from_pretrained(final)).__name__ == "UNetModel"
+    metrics = json.loads((image_run / "metrics.json").read_text())
+    assert metrics["objective"] == "image" and metrics["global_step"] == 4 and metrics["eval_examples"] == 32
+    assert set(metrics["final"]) >= {f"eval_loss_noise_{t}" for t in ("0.1", "0.5", "1.0")}
+    assert "initial_perplexity" not in metrics["initial"]
+    logs = [entry for entry in json.loads((final.parent / "checkpoint-4" / "trainer_state.json").read_text())["log_history"]
+            if "loss" in entry]
+    assert "loss_noise_0.5" in logs[-1] or "loss_noise_0.6" in logs[-1]
+    with Image.open(image_run / "samples.png") as grid:  # 10 rows of 10 digits, 64 px each, labelled
+        assert grid.height > 10 * 64 and grid.width > 10 * 64
+    with Image.open(image_run / "loss_curves.png") as curves:
+        assert curves.size == (1400, 520)
+
+
+def test_generate_writes_the_grid_and_one_png_per_sample(image_run, tmp_path, capsys):
+    from conftest import call_main
+    from PIL import Image
+
+    out = tmp_path / "samples"
+    proc = call_main("generate.py", ["--checkpoint", str(image_run / "final-model"), "--digit", "seven",
+                                     "--num-samples", "3", "--guidance", "5", "--output-dir", str(out)], capsys)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 images of 8x8, DDIM, 20 of 20 steps, eta 0, guidance 5: 20 steps" in proc.stdout
+    assert sorted(os.listdir(out)) == ["7-seven_000.png", "7-seven_001.png", "7-seven_002.png", "grid.png"]
+    with Image.open(out / "7-seven_000.png") as one:
+        assert one.size == (8, 8) and one.mode == "L"  # the model's own resolution
+    with Image.open(out / "grid.png") as grid:
+        assert grid.width >= 3 * 64
+    # every class, DDPM: 10 rows
+    proc = call_main("generate.py", ["--checkpoint", str(image_run / "final-model"), "--sampler", "ddpm",
+                                     "--num-samples", "1", "--output-dir", str(tmp_path / "all")], capsys)
+    assert proc.returncode == 0 and "10 images of 8x8, DDPM, 20 steps, guidance 3: 20 steps" in proc.stdout
+    assert len(os.listdir(tmp_path / "all")) == 11
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--digit", "11"], "--digit 11: "),
+    (["--guidance", "-1"], "--guidance must be at least 0"),
+    (["--prefix", "dog"], "--prefix only applies to text checkpoints"),
+    (["--ddim-steps", "30"], "--ddim-steps must lie in 1..20 (the trained steps), got 30"),
+])
+def test_bad_image_sampling_input_is_one_line_and_writes_nothing(image_run, tmp_path, capsys, argv, message):
+    from conftest import call_main
+
+    proc = call_main("generate.py", ["--checkpoint", str(image_run / "final-model"), *argv,
+                                     "--output-dir", str(tmp_path / "out")], capsys)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_text_checkpoint_given_image_flags_is_one_line(checkpoint, capsys):
+    from conftest import call_main
+
+    proc = call_main("generate.py", ["--checkpoint", checkpoint, "--digit", "3"], capsys)
+    assert proc.returncode == 2 and "--digit only applies to an image checkpoint" in proc.stderr
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model-type", "ResNet"], "--model-type must be UNet or DiT, got 'ResNet'"),
+    (["--max-length", "64"], "--max-length only applies to the text objectives"),
+    (["--config-overrides", "depth=3"], "'depth' is not a field of the diffusion-unet config"),
+    (["--image-size", "10", "--config-overrides", "channel_mults=1x2x2"], "image size 10 is not divisible by 4"),
+])
+def test_bad_image_training_input_is_one_line(tmp_path, capsys, argv, message):
+    from conftest import call_main
+
+    proc = call_main("train.py", ["--objective", "image", "--quick-test", *argv, "--output_dir", str(tmp_path / "o")], capsys)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_seed_commands_parse_verbatim_and_a_yaml_config_is_read(tmp_path):
+    from config import parse_image_train_args
+
+    image, run, training = parse_image_train_args(["--objective", "image", "--model-type", "UNet", "--epochs", "30",
+                                                   "--batch-size", "8", "--lr", "0.0001"])
+    assert (image.model_type, training.num_train_epochs, training.per_device_train_batch_size) == ("UNet", 30, 8)
+    assert training.learning_rate == 1e-4 and training.output_dir == "results-image-unet" and run.use_ema
+    image, _, training = parse_image_train_args(["--objective", "image", "--model-type", "DiT", "--epochs", "50",
+                                                 "--batch-size", "4", "--lr", "0.0002"])
+    assert image.model_type == "DiT" and training.output_dir == "results-image-dit" and training.learning_rate == 2e-4
+    config = tmp_path / "dit.yaml"
+    config.write_text("model_type: DiT\nlearning_rate: 0.0003\nuse_ema: false\nconfig_overrides: depth=2\n")
+    image, run, training = parse_image_train_args(["--objective", "image", "--config", str(config), "--lr", "0.0005"])
+    assert image.model_type == "DiT" and image.config_overrides == "depth=2" and not run.use_ema
+    assert training.learning_rate == 5e-4  # a flag typed after --config wins
+    for path in glob.glob(os.path.join(REPO, "configs", "*.yaml")):  # the shipped examples parse
+        parse_image_train_args(["--objective", "image", "--config", path])

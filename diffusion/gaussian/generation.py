@@ -10,10 +10,16 @@ generate.py prints it, visualize_generation.py draws it, compare_models.py races
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-from diffusion.checkpoint import DiffusionConfig, ModelLoadError, check_length, load_checkpoint, resolve_model
+from diffusion.checkpoint import (
+    DiffusionConfig,
+    ModelLoadError,
+    check_length,
+    load_checkpoint,
+    load_saved_ema,
+    resolve_model,
+)
 from diffusion.gaussian.process import GaussianProcess
 from diffusion.gaussian.sampling import (
     GaussianPrompt,
@@ -23,8 +29,6 @@ from diffusion.gaussian.sampling import (
     sample_lengths,
 )
 from diffusion.text.tokens import token_strings
-
-EMA_FILE = "ema.safetensors"  # diffusion/training.py's EMACallback writes it into every checkpoint-N
 
 
 @dataclass
@@ -48,14 +52,7 @@ def load_gaussian_generator(given: str | None, flag: str = "--checkpoint") -> Ga
     if config is None or not config.diffusion_steps or not config.schedule:
         raise ModelLoadError(f"{checkpoint!r} has no diffusion_config.json with the schedule and steps it was "
                              f"trained with; a Gaussian model samples only with its own process")
-    ema = os.path.join(checkpoint, EMA_FILE)
-    if os.path.isfile(ema):
-        from safetensors.torch import load_file
-
-        averaged = load_file(ema)
-        for name, p in model.named_parameters():
-            if name in averaged:
-                p.data.copy_(averaged[name].to(p.dtype))
+    if load_saved_ema(model, checkpoint):
         why += "; the EMA of its weights"
     return GaussianGenerator(model, tokenizer, checkpoint, why, config,
                              GaussianProcess(config.schedule, config.diffusion_steps))

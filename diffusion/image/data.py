@@ -23,6 +23,7 @@ from datasets import Image as ImageFeature
 from PIL import Image
 
 from diffusion.hub import go_offline_if_unreachable
+from diffusion.image.pixels import to_pixels
 from diffusion.text.data import DataError
 
 DIGITS = "digits"
@@ -108,21 +109,6 @@ def num_classes(data: DatasetDict) -> int:
 def class_names(data: DatasetDict) -> list[str]:
     feature = data["train"].features.get("label")
     return list(feature.names) if isinstance(feature, ClassLabel) else [str(i) for i in range(num_classes(data))]
-
-
-def to_pixels(image: Image.Image, size: int, channels: int) -> torch.Tensor:
-    """A PIL image -> (C, size, size) float32 in [-1, 1], resized (bicubic) when its side is not ``size``."""
-    image = image.convert("L" if channels == 1 else "RGB")
-    if image.size != (size, size):
-        image = image.resize((size, size), Image.BICUBIC)
-    array = torch.from_numpy(np.asarray(image, dtype=np.float32).copy()) / 127.5 - 1.0
-    return array[None] if channels == 1 else array.permute(2, 0, 1)
-
-
-def from_pixels(pixels: torch.Tensor) -> np.ndarray:
-    """(C, H, W) in [-1, 1] -> (H, W) or (H, W, 3) uint8 for a PNG; values outside [-1, 1] are clipped."""
-    array = ((pixels.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
-    return array[0].numpy() if array.shape[0] == 1 else array.permute(1, 2, 0).numpy()
 
 
 class ImageCollator:

@@ -24,11 +24,10 @@ import math
 
 import torch
 from tqdm.auto import tqdm
-from transformers import Trainer
 
 from diffusion.gaussian.process import GaussianProcess
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level
-from diffusion.training import NoiseLevelMeter
+from diffusion.training import LengthGroupedTrainer, NoiseLevelMeter
 
 NOISE_LEVELS = DEFAULT_MASK_LEVELS  # t = 0.1 ... 1.0
 
@@ -43,8 +42,12 @@ def _unwrap(model):
     return model.module if hasattr(model, "module") else model
 
 
-class ImageTrainer(Trainer):
-    """Trainer for ``--objective image``; ``data_collator`` is a diffusion.image.data.ImageCollator."""
+class ImageTrainer(LengthGroupedTrainer):
+    """Trainer for ``--objective image``; ``data_collator`` is a diffusion.image.data.ImageCollator.
+
+    LengthGroupedTrainer for what every objective's runs share (images have no lengths to group):
+    the record of every call that trained the model, and the diffusion config in each checkpoint.
+    """
 
     def __init__(self, *args, process: GaussianProcess, cond_drop: float = 0.1, eval_levels=NOISE_LEVELS, **kwargs):
         super().__init__(*args, **kwargs)

@@ -1,7 +1,7 @@
 """Pictures of training: the loss of every noise level over the steps, training beside held-out.
 
 Masked runs log ``loss_mask_<level>`` (the masking level), Gaussian runs ``loss_noise_<t>`` (the
-noise level t, diffusion/gaussian/trainer.py); the picture is the same.
+noise level t, diffusion/gaussian/trainer.py, diffusion/image/trainer.py); the picture is the same.
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ def _collect(log_history: list[dict], pattern: re.Pattern, fallback: str | None)
     return per_level or series
 
 
-def plot_loss_curves(log_history: list[dict], path: str, note: str | None = None) -> str | None:
+def plot_loss_curves(log_history: list[dict], path: str, note: str | None = None, y_label: str | None = None,
+                     held_out_name: str = "validation texts") -> str | None:
     """Loss per masking level against the step, saved as a PNG: training (left) and held-out (right).
 
     log_history: ``trainer.state.log_history`` (an ``initial_loss_mask_*`` entry at step 0 is the
     evaluation before training).  The held-out panel appears once there are evaluations; ``note``
-    is a line under the plot (why the two panels differ).  Returns the path, or None when there
+    is a line under the plot (why the two panels differ); ``y_label`` replaces the axis label of the
+    level kind (images: the noise-prediction MSE).  Returns the path, or None when there
     is nothing to draw (no training log was written).
     """
     train = _collect(log_history, TRAIN_KEY, "loss")
@@ -51,10 +53,11 @@ def plot_loss_curves(log_history: list[dict], path: str, note: str | None = None
 
     panels = [("Training loss (batches of this run)", train)]
     if held_out:
-        panels.append(("Held-out loss (validation texts)", held_out))
+        panels.append((f"Held-out loss ({held_out_name})", held_out))
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels) + 2, 5.2), dpi=100, sharey=True, squeeze=False)
     kind = "noise" if any(name.startswith("t ") for name in {*train, *held_out}) else "mask"
-    y_label, legend_title, _ = KINDS[kind]
+    kind_label, legend_title, _ = KINDS[kind]
+    y_label = y_label or kind_label
     names = sorted({*train, *held_out}, key=lambda n: float(n.split()[-1]) if n != "loss" else 0.0)
     cmap = plt.get_cmap("viridis")
     colours = {name: cmap(i / max(1, len(names) - 1)) for i, name in enumerate(names)}

@@ -1,0 +1,96 @@
+"""What the scripts that sample an image checkpoint share: loading it with its process, choosing labels.
+
+    generator = load_image_generator("results-image/final-model")
+    labels = requested_labels(generator, digit="7", per_class=10)       # (10,) all sevens
+    result = sample_images(generator.model, generator.process, labels, options)
+
+generate.py writes the grid and the single PNGs, visualize_generation.py the denoising GIF.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from diffusion.checkpoint import DiffusionConfig, ModelLoadError, load_model, load_saved_ema, resolve_model
+from diffusion.gaussian.process import GaussianProcess
+
+
+@dataclass
+class ImageSampleArguments:
+    """The flags of an image checkpoint in generate.py and visualize_generation.py (with --sampler, --ddim-steps, --eta)."""
+
+    digit: str | None = field(
+        default=None,
+        metadata={"help": "Image checkpoints: the class to draw, by id (7) or name (seven); 'all' or unset: every class."},
+    )
+    guidance: float = field(
+        default=3.0,
+        metadata={"help": "Image checkpoints: classifier-free guidance w (0 unconditional, 1 conditional, more: "
+                  "further towards the class)."},
+    )
+    output_dir: str = field(
+        default="samples", metadata={"help": "Image checkpoints: where generate.py writes grid.png and one PNG per sample."})
+
+    def __post_init__(self) -> None:
+        if self.guidance < 0:
+            raise ValueError(f"--guidance must be at least 0 (0: unconditional), got {self.guidance}")
+
+
+@dataclass
+class ImageGenerator:
+    model: object
+    checkpoint: str
+    why: str  # printed as "model: DIR (why)"
+    config: DiffusionConfig
+    process: GaussianProcess
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.class_names or [])
+
+
+def load_image_generator(given: str | None, flag: str = "--checkpoint") -> ImageGenerator:
+    """The image model named by ``flag`` (else results-image/final-model), with its Gaussian process and its EMA."""
+    checkpoint, why = resolve_model(given, flag, "image")
+    from diffusion.checkpoint import load_diffusion_config
+
+    config = load_diffusion_config(checkpoint)
+    if config is None or config.objective != "image" or not config.schedule or not config.diffusion_steps:
+        raise ModelLoadError(f"{checkpoint!r} has no diffusion_config.json of an image model with the schedule and "
+                             f"steps it was trained with; an image model samples only with its own process")
+    model = load_model("image", checkpoint)
+    if load_saved_ema(model, checkpoint):
+        why += "; the EMA of its weights"
+    return ImageGenerator(model.eval(), checkpoint, why, config, GaussianProcess(config.schedule, config.diffusion_steps))
+
+
+def requested_labels(generator: ImageGenerator, digit: str | None, per_class: int) -> torch.Tensor | None:
+    """(B,) labels: ``per_class`` of the named class, or of every class in order; None for an unconditional model."""
+    names = generator.class_names
+    classes = generator.model.config.num_classes
+    if classes == 0:
+        if digit not in (None, "all"):
+            raise ValueError(f"--digit {digit}: {generator.checkpoint!r} is an unconditional model (trained without labels)")
+        return None
+    if digit in (None, "all"):
+        return torch.arange(classes).repeat_interleave(per_class)
+    if digit in names:
+        label = names.index(digit)
+    else:
+        try:
+            label = int(digit)
+        except ValueError:
+            label = -1
+        if not 0 <= label < classes:
+            shown = f"0..{classes - 1}" + (f" or a name ({', '.join(names[:3])}, ...)" if names else "")
+            raise ValueError(f"--digit {digit}: {generator.checkpoint!r} knows the classes {shown}, or 'all'")
+    return torch.full((per_class,), label, dtype=torch.long)
+
+
+def label_name(generator: ImageGenerator, label: int | None) -> str:
+    names = generator.class_names
+    if label is None:
+        return "sample"
+    return f"{label}-{names[label]}" if label < len(names) and names[label] != str(label) else str(label)
