@@ -6,6 +6,7 @@
     python visualize_generation.py --text "dog: a [MASK] [MASK] of the genus Canis."   # infilling
     python visualize_generation.py --checkpoint models/gaussian-base --prefix "dog:"    # text out of Gaussian noise
     python visualize_generation.py --checkpoint models/gaussian-base --sampler ddpm --max-frames 60
+    python visualize_generation.py --checkpoint results-image/final-model --guidance 3   # digits out of noise
 
 It writes into --output (default: the current folder):
 
@@ -32,12 +33,15 @@ from dataclasses import dataclass, field
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from diffusion.checkpoint import checkpoint_objective, quiet_loading  # noqa: E402
-from diffusion.cli import flag_names, foreign_flags, parse_args, run_main  # noqa: E402
+from diffusion.cli import dataclass_flags, flag_names, foreign_flags, parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
 from diffusion.gaussian.generation import gaussian_trace_json, prepare_sampling  # noqa: E402
 from diffusion.gaussian.sampling import GaussianSamplingOptions, sample  # noqa: E402
+from diffusion.image.generation import ImageSampleArguments, load_image_generator, requested_labels  # noqa: E402
+from diffusion.image.sampling import ImageSamplingOptions, sample_images  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, blank_notes, build_prompt, decode, decoding_notes  # noqa: E402
+from diffusion.viz.images import denoising_frame  # noqa: E402
 from diffusion.viz.rendering import (  # noqa: E402
     Style,
     check_writable,
@@ -50,6 +54,7 @@ from diffusion.viz.rendering import (  # noqa: E402
 )
 
 GIF_NAME = "text_diffusion_animation.gif"
+IMAGE_GIF_NAME = "image_diffusion_animation.gif"
 FRAMES_DIR = "visualization_frames"
 DATA_NAME = "animation_data.js"
 
@@ -90,14 +95,22 @@ class AnimationArguments:
 
 
 def run(argv: list[str]) -> int:
-    args, options, gaussian, anim = parse_args((GenerationArguments, DecodeOptions, GaussianSamplingOptions,
-                                                AnimationArguments), argv)
+    args, options, gaussian, images, anim = parse_args((GenerationArguments, DecodeOptions, GaussianSamplingOptions,
+                                                        ImageSampleArguments, AnimationArguments), argv)
     if os.path.exists(anim.output) and not os.path.isdir(anim.output):
         raise ValueError(f"--output {anim.output!r} is a file; give a folder")
     check_writable(anim.output, "--output")  # before the model loads
     given = flag_names(argv)
+    image_flags = sorted(given & (dataclass_flags(ImageSampleArguments) - {"--output-dir"}))
+    if "--output-dir" in given:
+        raise ValueError("--output-dir is generate.py's; visualize_generation.py writes into --output")
     wanted = foreign_flags(given, GaussianSamplingOptions, DecodeOptions) + sorted(given & {"--max-frames"})
-    objective = checkpoint_objective(args.checkpoint, "gaussian" if wanted else "masked")
+    objective = checkpoint_objective(args.checkpoint, "image" if image_flags else "gaussian" if wanted else "masked")
+    if objective == "image":
+        return run_image(args, options, gaussian, images, anim, given)
+    if image_flags:
+        raise ValueError(f"{', '.join(image_flags)} only {'applies' if len(image_flags) == 1 else 'apply'} to an image "
+                         f"checkpoint; {args.checkpoint!r} is a {objective} model")
     if objective == "gaussian":
         return run_gaussian(args, options, gaussian, anim, given)
     if wanted:
@@ -197,6 +210,44 @@ def run_gaussian(args, options: DecodeOptions, gaussian: GaussianSamplingOptions
     print(f"{result.forward_passes} forward passes ({settings}), {seconds:.2f} s; {len(frames)} of them drawn")
     print(f"text: {sample_data['text']}")
     print(written)
+    return 0
+
+
+def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, images: ImageSampleArguments,
+              anim: AnimationArguments, given: set[str]) -> int:
+    """An image checkpoint: x_t and the predicted x_0 of one sample per class, at every drawn step."""
+    text_flags = sorted((given - {"--checkpoint", "--device", "--seed"})
+                        & (dataclass_flags(GenerationArguments) | dataclass_flags(DecodeOptions)
+                           | {"--clamp", "--no-self-conditioning", "--width"}))
+    if text_flags:
+        raise ValueError(f"{', '.join(text_flags)} only {'applies' if len(text_flags) == 1 else 'apply'} to text "
+                         f"checkpoints; an image model samples with --digit, --guidance, --sampler, --ddim-steps, --eta")
+    sampling = ImageSamplingOptions(sampler=gaussian.sampler, ddim_steps=gaussian.ddim_steps, eta=gaussian.eta,
+                                    guidance=images.guidance)
+    quiet_loading()
+    generator = load_image_generator(args.checkpoint)
+    process = generator.process
+    sampling.schedule_of_steps(process)  # --ddim-steps beyond the trained steps: one line, before any work
+    labels = requested_labels(generator, images.digit, 1)  # one of each class, or of the one asked for
+    model = generator.model.to(pick_device(args.device))
+    started = time.perf_counter()
+    result = sample_images(model, process, labels, sampling, num_samples=4, seed=options.seed, record_trace=True)
+    seconds = time.perf_counter() - started
+    settings = sampling.describe(process)
+    keep = frame_indices(len(result.trace), anim.max_frames or 60)
+    scale = max(4, 64 // generator.config.image_size)
+    frames = [denoising_frame(result.trace[i].x_t, result.trace[i].x0_hat, result.trace[i].step, process.num_steps,
+                              result.trace[i].step / process.num_steps, scale=scale, header=settings) for i in keep]
+    # the end: the finished images in both rows (x_0 itself)
+    frames.append(denoising_frame(result.images, result.images, 0, process.num_steps, 0.0, scale=scale, header=settings))
+    gif_path = os.path.join(anim.output, IMAGE_GIF_NAME)
+    frame_paths = write_all_or_nothing(frames, os.path.join(anim.output, FRAMES_DIR), gif_path, anim.frame_ms, {})
+    print(f"model: {generator.checkpoint} ({generator.why})")
+    print(f"{result.forward_passes} steps ({settings}), {seconds:.2f} s; {len(frames)} frames drawn")
+    width, height = frames[0].size
+    print(f"wrote {gif_path} ({len(frames)} frames, {width}x{height}, {anim.frame_ms} ms each, "
+          f"{os.path.getsize(gif_path) / 1024:.0f} KB)\n"
+          f"wrote {os.path.dirname(frame_paths[0])}/frame_000.png ... {os.path.basename(frame_paths[-1])}")
     return 0
 
 

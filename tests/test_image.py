@@ -309,3 +309,26 @@ def test_seed_commands_parse_verbatim_and_a_yaml_config_is_read(tmp_path):
     assert training.learning_rate == 5e-4  # a flag typed after --config wins
     for path in glob.glob(os.path.join(REPO, "configs", "*.yaml")):  # the shipped examples parse
         parse_image_train_args(["--objective", "image", "--config", path])
+
+
+def test_visualize_writes_the_denoising_gif_and_frames(image_run, tmp_path, capsys):
+    from conftest import call_main
+    from PIL import Image
+
+    out = tmp_path / "viz"
+    proc = call_main("visualize_generation.py", ["--checkpoint", str(image_run / "final-model"), "--ddim-steps", "5",
+                                                 "--output", str(out)], capsys)
+    assert proc.returncode == 0, proc.stderr
+    frames = sorted(os.listdir(out / "visualization_frames"))
+    assert frames == [f"frame_{i:03d}.png" for i in range(6)]  # 5 steps and the finished images
+    sizes = set()
+    for name in frames:
+        with Image.open(out / "visualization_frames" / name) as frame:
+            sizes.add(frame.size)
+    assert len(sizes) == 1 and min(sizes)[0] >= 10 * 64  # one column per digit, 64 px each
+    with Image.open(out / "image_diffusion_animation.gif") as gif:
+        assert gif.n_frames == 6
+    proc = call_main("visualize_generation.py", ["--checkpoint", str(image_run / "final-model"), "--prefix", "dog",
+                                                 "--output", str(tmp_path / "nothing")], capsys)
+    assert proc.returncode == 2 and "--prefix only applies to text checkpoints" in proc.stderr
+    assert not (tmp_path / "nothing").exists()
