@@ -332,3 +332,28 @@ def test_visualize_writes_the_denoising_gif_and_frames(image_run, tmp_path, caps
                                                  "--output", str(tmp_path / "nothing")], capsys)
     assert proc.returncode == 2 and "--prefix only applies to text checkpoints" in proc.stderr
     assert not (tmp_path / "nothing").exists()
+
+
+def test_image_quality_benchmark_judges_every_setting(image_run, tmp_path, capsys):
+    import json
+    import sys
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import image_quality
+
+    out = tmp_path / "quality"
+    assert image_quality.main(["--checkpoint", str(image_run / "final-model"), "--per-class", "2",
+                               "--guidance", "0", "3", "--ddim-steps", "5", "--output-dir", str(out)]) == 0
+    data = json.loads((out / "image_quality.json").read_text())
+    rows = data["rows"]
+    assert [r["model"] for r in rows[:2]] == ["real", "noise"]
+    assert 0.9 < data["meta"]["judge_held_out_accuracy"] <= 1  # the judge itself, on real held-out digits
+    assert rows[0]["fd"] < rows[1]["fd"]  # the floor below the ceiling
+    settings = [r["setting"] for r in rows[2:]]
+    assert settings == ["DDIM, 20 of 20 steps, eta 0, guidance 0", "DDIM, 20 of 20 steps, eta 0, guidance 3",
+                        "DDIM, 5 of 20 steps, eta 0, guidance 3", "DDPM, 20 steps, guidance 3"]
+    for r in rows[2:]:
+        assert 0 <= r["accuracy"] <= 1 and r["fd"] > 0 and 0 <= r["copies"] <= 1
+    assert (out / "image_quality.png").is_file()
+    assert "| real | held-out images (the judge's ceiling) |" in capsys.readouterr().out
+    assert image_quality.main(["--checkpoint", str(image_run / "final-model"), "--ddim-steps", "30"]) == 2
