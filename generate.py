@@ -65,6 +65,7 @@ def run(argv: list[str]) -> int:
     given = flag_names(argv)
     image_flags = sorted(given & dataclass_flags(ImageSampleArguments))
     wants_gaussian = bool(foreign_flags(given, GaussianSamplingOptions, DecodeOptions))
+    args.checkpoint = images.checkpoint(args.checkpoint)
     objective = checkpoint_objective(args.checkpoint, "image" if image_flags else
                                      "gaussian" if wants_gaussian else "masked")
     if objective == "image":
@@ -128,6 +129,7 @@ def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, i
     check_writable(images.output_dir, "--output-dir")
     quiet_loading()
     generator = load_image_generator(args.checkpoint)
+    images.check_type(generator)
     sampling.schedule_of_steps(generator.process)  # --ddim-steps beyond the trained steps: one line, before any work
     per_class = out.num_samples or 10
     labels = requested_labels(generator, images.digit, per_class)

@@ -105,6 +105,7 @@ def run(argv: list[str]) -> int:
     if "--output-dir" in given:
         raise ValueError("--output-dir is generate.py's; visualize_generation.py writes into --output")
     wanted = foreign_flags(given, GaussianSamplingOptions, DecodeOptions) + sorted(given & {"--max-frames"})
+    args.checkpoint = images.checkpoint(args.checkpoint)
     objective = checkpoint_objective(args.checkpoint, "image" if image_flags else "gaussian" if wanted else "masked")
     if objective == "image":
         return run_image(args, options, gaussian, images, anim, given)
@@ -226,6 +227,7 @@ def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, i
                                     guidance=images.guidance)
     quiet_loading()
     generator = load_image_generator(args.checkpoint)
+    images.check_type(generator)
     process = generator.process
     sampling.schedule_of_steps(process)  # --ddim-steps beyond the trained steps: one line, before any work
     labels = requested_labels(generator, images.digit, 1)  # one of each class, or of the one asked for

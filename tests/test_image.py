@@ -357,3 +357,18 @@ def test_image_quality_benchmark_judges_every_setting(image_run, tmp_path, capsy
     assert (out / "image_quality.png").is_file()
     assert "| real | held-out images (the judge's ceiling) |" in capsys.readouterr().out
     assert image_quality.main(["--checkpoint", str(image_run / "final-model"), "--ddim-steps", "30"]) == 2
+
+
+def test_seed_sampling_flags_model_type_and_model_path(image_run, tmp_path, capsys):
+    """seed 002: `python3 sampling.py --model-type UNet --model-path FILE`; here generate.py with those flags."""
+    from conftest import call_main
+
+    final = str(image_run / "final-model")
+    proc = call_main("generate.py", ["--model-type", "UNet", "--model-path", final, "--num-samples", "1",
+                                     "--output-dir", str(tmp_path / "s")], capsys)
+    assert proc.returncode == 0, proc.stderr
+    assert len(os.listdir(tmp_path / "s")) == 11  # one of each digit and the grid
+    proc = call_main("generate.py", ["--model-type", "DiT", "--model-path", final, "--output-dir", str(tmp_path / "d")],
+                     capsys)
+    assert proc.returncode == 2 and f"--model-type DiT: {final!r} holds a UNet" in proc.stderr
+    assert not (tmp_path / "d").exists()

@@ -32,10 +32,27 @@ class ImageSampleArguments:
     )
     output_dir: str = field(
         default="samples", metadata={"help": "Image checkpoints: where generate.py writes grid.png and one PNG per sample."})
+    model_path: str | None = field(default=None, metadata={"help": "Image checkpoints: the same as --checkpoint "
+                                                             "(the flag of seed 002's sampling.py)."})
+    model_type: str | None = field(default=None, metadata={"help": "Image checkpoints: UNet or DiT, checked against "
+                                                            "the checkpoint's own (it knows its type)."})
 
     def __post_init__(self) -> None:
         if self.guidance < 0:
             raise ValueError(f"--guidance must be at least 0 (0: unconditional), got {self.guidance}")
+        if self.model_type is not None and self.model_type not in ("UNet", "DiT"):
+            raise ValueError(f"--model-type must be UNet or DiT, got {self.model_type!r}")
+
+    def checkpoint(self, given: str | None) -> str | None:
+        """--checkpoint, or seed 002's --model-path; both at once is one line."""
+        if self.model_path is not None and given is not None and self.model_path != given:
+            raise ValueError("give --checkpoint or --model-path (the same flag), not both")
+        return self.model_path or given
+
+    def check_type(self, generator: ImageGenerator) -> None:
+        built = type(generator.model).__name__.removesuffix("Model")
+        if self.model_type is not None and self.model_type != built:
+            raise ValueError(f"--model-type {self.model_type}: {generator.checkpoint!r} holds a {built}")
 
 
 @dataclass
