@@ -456,8 +456,14 @@ class ImageArguments:
         metadata={"help": f"alpha_bar(t) of the Gaussian process: {', '.join(schedules.available_schedules())}."})
     diffusion_steps: int = field(default=1000, metadata={"help": "N, the discrete steps of the Gaussian process."})
     cond_drop: float = field(
-        default=0.1, metadata={"help": "Share of training images whose label is replaced by the null label "
-                               "(classifier-free guidance needs the unconditional model too)."})
+        default=0.1, metadata={"help": "Share of training images whose label (or caption) is replaced by the null "
+                               "one (classifier-free guidance needs the unconditional model too)."})
+    condition: str = field(
+        default="label", metadata={"help": "label: a class label per image. text: a caption made from the label with "
+                                   "templates, read by a frozen --text-encoder through cross-attention (UNet only)."})
+    text_encoder: str = field(
+        default="models/masked-base", metadata={"help": "With --condition text: the frozen encoder of the captions, a "
+                                                "masked LM folder or hub id (e.g. a CLIP text model, with internet)."})
     sampler: str = field(default="ddim", metadata={"help": "Sampler of the grids written in and after training: ddpm, ddim."})
     ddim_steps: int = field(default=50, metadata={"help": "DDIM steps of those grids."})
     guidance: float = field(default=3.0, metadata={"help": "Classifier-free guidance of those grids."})
@@ -482,6 +488,10 @@ class ImageArguments:
             raise ValueError(f"--ddim-steps must lie in 1..{self.diffusion_steps} (the trained steps), got {self.ddim_steps}")
         if self.guidance < 0:
             raise ValueError(f"--guidance must be at least 0 (0: unconditional), got {self.guidance}")
+        if self.condition not in ("label", "text"):
+            raise ValueError(f"--condition must be label or text, got {self.condition!r}")
+        if self.condition == "text" and self.model_type != "UNet":
+            raise ValueError("--condition text: only the UNet has cross-attention blocks; use --model-type UNet")
 
     def overrides_dict(self) -> dict[str, str]:
         return ModelArguments.config_overrides_dict(self)

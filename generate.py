@@ -36,6 +36,7 @@ from diffusion.image.generation import (  # noqa: E402
     ImageSampleArguments,
     label_name,
     load_image_generator,
+    requested_captions,
     requested_labels,
 )
 from diffusion.image.sampling import ImageSamplingOptions, sample_images  # noqa: E402
@@ -118,7 +119,7 @@ def run(argv: list[str]) -> int:
 def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, images: ImageSampleArguments,
               out: OutputArguments, given: set[str]) -> int:
     """Sample an image checkpoint: a grid (pixels enlarged, not smoothed) and one PNG per image in --output-dir."""
-    text_flags = sorted((given - {"--checkpoint", "--device", "--seed", "--num-samples"})
+    text_flags = sorted((given - {"--checkpoint", "--device", "--seed", "--num-samples", "--prompt"})
                         & (dataclass_flags(GenerationArguments) | dataclass_flags(DecodeOptions)
                            | {"--clamp", "--no-self-conditioning", "--json"}))
     if text_flags:
@@ -132,17 +133,23 @@ def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, i
     images.check_type(generator)
     sampling.schedule_of_steps(generator.process)  # --ddim-steps beyond the trained steps: one line, before any work
     per_class = out.num_samples or 10
-    labels = requested_labels(generator, images.digit, per_class)
-    if labels is None and "--guidance" in given:
+    captions = requested_captions(generator, args.prompt, images.digit, per_class)
+    labels = requested_labels(generator, images.digit, per_class) if captions is None else None
+    if labels is None and captions is None and "--guidance" in given:
         print(f"note: --guidance has no effect: {generator.checkpoint!r} is an unconditional model", file=sys.stderr)
     model = generator.model.to(pick_device(args.device))
     started = time.perf_counter()
-    result = sample_images(model, generator.process, labels, sampling, num_samples=per_class, seed=options.seed)
+    result = sample_images(model, generator.process, labels, sampling, num_samples=per_class, seed=options.seed,
+                           captions=captions, bank=generator.bank)
     seconds = time.perf_counter() - started
     size = generator.config.image_size
-    names = ([label_name(generator, int(y)) for y in labels] if labels is not None else ["sample"] * per_class)
+    if captions is not None:  # a file name from the caption: "a handwritten seven" -> a-handwritten-seven_000.png
+        names = ["-".join("".join(ch if ch.isalnum() else " " for ch in c).split())[:60] or "caption" for c in captions]
+        rows = [f'"{c}"' for c in captions[::per_class]]
+    else:
+        names = ([label_name(generator, int(y)) for y in labels] if labels is not None else ["sample"] * per_class)
+        rows = ([label_name(generator, int(y)) for y in labels[::per_class]] if labels is not None else None)
     files = [f"{name}_{i % per_class:03d}" for i, name in enumerate(names)]
-    rows = ([label_name(generator, int(y)) for y in labels[::per_class]] if labels is not None else None)
     grid = image_grid(result.images, per_class, scale=max(1, 64 // size), row_labels=rows,
                       title=f"{sampling.describe(generator.process)}, seed {options.seed}")
     os.makedirs(images.output_dir, exist_ok=True)

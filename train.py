@@ -390,6 +390,7 @@ def image_level_table(before: dict | None, after: dict, levels) -> str:
 
 def run_image(argv: list[str]) -> int:
     """--objective image: a UNet or DiT denoiser on the digits (or any image dataset); docs/IMAGE_DIFFUSION.md."""
+    from diffusion.image.captions import HELD_OUT_TEMPLATES, CaptionBank, caption, load_text_encoder
     from diffusion.image.data import ImageCollator, class_names, load_image_datasets, num_classes
     from diffusion.image.models import build_image_model
     from diffusion.image.sampling import ImageSamplingOptions, sample_images
@@ -424,12 +425,17 @@ def run_image(argv: list[str]) -> int:
     names = class_names(data) if classes else None
 
     # ---- model ---------------------------------------------------------------------------
+    bank = None
+    if image_args.condition == "text":
+        if not classes:
+            raise RunError("--condition text makes captions from the labels: the data needs a --label-column")
+        bank = CaptionBank(*load_text_encoder(image_args.text_encoder))
     schedule, steps = image_args.schedule, image_args.diffusion_steps
     if image_args.model is not None:
         model = load_model("image", image_args.model, " (an image checkpoint folder)")
         source = image_args.model
         built = (model.config.image_size, model.config.in_channels, model.config.num_classes)
-        if built != (size, channels, classes):
+        if built != (size, channels, 0 if bank is not None else classes):
             raise RunError(f"{image_args.model!r} was built for {built[0]}x{built[0]} images with {built[1]} channel(s) "
                            f"and {built[2]} classes; the data gives {size}x{size}, {channels} and {classes}"
                            f"{' (--image-size resizes them)' if built[0] != size else ''}")
@@ -437,11 +443,14 @@ def run_image(argv: list[str]) -> int:
         if trained is not None and trained.objective == "image":
             schedule, steps = trained.schedule or schedule, trained.diffusion_steps or steps
     else:
+        # conditioned by captions: no label table, cross-attention to the caption's states
+        text = {"cross_attention_dim": bank.dim} if bank is not None else {}
         try:
-            model = build_image_model(image_args.model_type, size, channels, classes, image_args.overrides_dict())
+            model = build_image_model(image_args.model_type, size, channels, 0 if bank is not None else classes,
+                                      image_args.overrides_dict(), **text)
         except ValueError as err:
             raise RunError(str(err)) from None
-        source = f"fresh {image_args.model_type}"
+        source = f"fresh {image_args.model_type}" + (f", captions read by {image_args.text_encoder}" if bank else "")
     try:
         process = GaussianProcess(schedule, steps)
         process.ddim_steps(image_args.ddim_steps)
@@ -456,9 +465,11 @@ def run_image(argv: list[str]) -> int:
     training_args.remove_unused_columns = False  # the model's forward takes x_t, not pixel_values
     collator = ImageCollator(size, channels)
     trainer = ImageTrainer(model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
-                           data_collator=collator, process=process, cond_drop=image_args.cond_drop)
+                           data_collator=collator, process=process, cond_drop=image_args.cond_drop, captions=bank)
     diffusion_config = DiffusionConfig(objective="image", schedule=schedule, diffusion_steps=steps, image_size=size,
                                        channels=channels, class_names=names, cond_drop=image_args.cond_drop,
+                                       condition=image_args.condition,
+                                       text_encoder=image_args.text_encoder if bank is not None else None,
                                        ema_decay=run_args.ema_decay if run_args.use_ema else None,
                                        dataset=image_args.dataset, trained_from=source)
     trainer.diffusion_config = diffusion_config
@@ -474,8 +485,9 @@ def run_image(argv: list[str]) -> int:
     if not is_main:
         return 0
     write_metrics(trainer, train_result, "image", source, count_parameters(model), eval_set, before, after, output_dir)
-    note = ("Training loss: the noise-prediction MSE of this run's batches (a tenth of their labels dropped); held-out: "
-            f"the same on {len(eval_set):,} validation images with fixed noise and their true labels.")
+    what = "captions" if bank is not None else "labels"
+    note = (f"Training loss: the noise-prediction MSE of this run's batches ({image_args.cond_drop:.0%} of their {what} "
+            f"dropped); held-out: the same on {len(eval_set):,} validation images with fixed noise and their true {what}.")
     history = ([{"step": 0, **before}] if before else []) + trainer.state.log_history
     plot_path = plot_loss_curves(history, os.path.join(output_dir, "loss_curves.png"), note,
                                  y_label="noise-prediction MSE (per pixel)", held_out_name="validation images")
@@ -485,10 +497,12 @@ def run_image(argv: list[str]) -> int:
                                    guidance=image_args.guidance if classes else 0.0)
     per_row = 10
     labels = torch.arange(classes).repeat_interleave(per_row) if classes else None
+    texts = [caption(HELD_OUT_TEMPLATES[0], int(y)) for y in labels] if bank is not None else None
     result = sample_images(trainer.model, process, labels, options, num_samples=None if classes else 4 * per_row,
-                           seed=training_args.seed)
+                           seed=training_args.seed, captions=texts, bank=bank)
     grid_path = os.path.join(output_dir, "samples.png")
-    image_grid(result.images, per_row, scale=max(1, 64 // size), row_labels=names,
+    rows = [f'"{t}"' for t in texts[::per_row]] if texts else names  # a held-out template: never seen in training
+    image_grid(result.images, per_row, scale=max(1, 64 // size), row_labels=rows,
                title=f"{options.describe(process)}, step {trainer.state.global_step}").save(grid_path)
 
     print()

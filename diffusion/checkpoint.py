@@ -79,6 +79,8 @@ class DiffusionConfig:
     channels: int | None = None  # 1 grey, 3 colour
     class_names: list[str] | None = None  # label id -> name; None: an unconditional model
     cond_drop: float | None = None  # label dropout of classifier-free guidance
+    condition: str | None = None  # label | text (captions through a frozen text encoder)
+    text_encoder: str | None = None  # --condition text: the encoder's folder or hub id
     # --- where it came from ---
     dataset: str | None = None
     trained_from: str | None = None

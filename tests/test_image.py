@@ -372,3 +372,55 @@ def test_seed_sampling_flags_model_type_and_model_path(image_run, tmp_path, caps
                      capsys)
     assert proc.returncode == 2 and f"--model-type DiT: {final!r} holds a UNet" in proc.stderr
     assert not (tmp_path / "d").exists()
+
+
+# ------------------------------------------------------------------------- text-conditioned images
+def test_a_text_conditioned_unet_reads_the_caption(tokenizer):
+    from diffusion.image.captions import CaptionBank, load_text_encoder
+
+    bank = CaptionBank(*load_text_encoder("models/masked-base"))
+    states, mask = bank.encode(["a handwritten seven", "", "a handwritten seven"])
+    assert states.shape[0] == 3 and states.shape[2] == bank.dim == 256 and mask.dtype == torch.bool
+    assert torch.equal(states[0], states[2]) and len(bank._cache) == 2  # each distinct caption encoded once
+    assert mask[1].sum() == 2  # the null caption: <s></s>
+    model = _randomise(_model("unet", num_classes=0, cross_attention_dim=bank.dim)).eval()
+    x, steps = torch.randn(2, 1, 8, 8), torch.tensor([300, 300])
+    seven = model(x, steps, None, *bank.encode(["a handwritten seven"] * 2))
+    two = model(x, steps, None, *bank.encode(["a handwritten two"] * 2))
+    assert seven.shape == x.shape and not torch.allclose(seven, two)
+    with pytest.raises(ValueError, match="this UNet is text-conditioned"):
+        model(x, steps)
+
+
+def test_train_and_generate_with_captions(tmp_path, capsys):
+    import json
+
+    from conftest import call_main, train_in_process
+
+    out = tmp_path / "run"
+    assert train_in_process([*MICRO_FLAGS, "--condition", "text", "--output_dir", str(out)]) == 0
+    settings = json.loads((out / "final-model" / "diffusion_config.json").read_text())
+    assert settings["condition"] == "text" and settings["text_encoder"] == "models/masked-base"
+    config = json.loads((out / "final-model" / "config.json").read_text())
+    assert config["num_classes"] == 0 and config["cross_attention_dim"] == 256
+    proc = call_main("generate.py", ["--checkpoint", str(out / "final-model"), "--prompt", "a handwritten seven",
+                                     "--num-samples", "2", "--output-dir", str(tmp_path / "s")], capsys)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no load report of the text encoder
+    assert sorted(os.listdir(tmp_path / "s")) == ["a-handwritten-seven_000.png", "a-handwritten-seven_001.png",
+                                                  "grid.png"]
+    proc = call_main("generate.py", ["--checkpoint", str(out / "final-model"), "--prompt", "seven", "--digit", "7",
+                                     "--output-dir", str(tmp_path / "x")], capsys)
+    assert proc.returncode == 2 and "give --prompt or --digit, not both" in proc.stderr
+
+
+def test_captions_are_refused_where_they_cannot_apply(image_run, tmp_path, capsys):
+    from conftest import call_main
+
+    proc = call_main("generate.py", ["--checkpoint", str(image_run / "final-model"), "--prompt", "a handwritten seven",
+                                     "--output-dir", str(tmp_path / "s")], capsys)
+    assert proc.returncode == 2 and "is conditioned on class labels, not text; use --digit" in proc.stderr
+    assert not (tmp_path / "s").exists()
+    proc = call_main("train.py", ["--objective", "image", "--quick-test", "--condition", "text", "--model-type", "DiT",
+                                  "--output_dir", str(tmp_path / "o")], capsys)
+    assert proc.returncode == 2 and "only the UNet has cross-attention blocks" in proc.stderr

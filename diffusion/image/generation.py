@@ -62,6 +62,7 @@ class ImageGenerator:
     why: str  # printed as "model: DIR (why)"
     config: DiffusionConfig
     process: GaussianProcess
+    bank: object = None  # a CaptionBank (diffusion/image/captions.py) for a --condition text model
 
     @property
     def class_names(self) -> list[str]:
@@ -80,7 +81,38 @@ def load_image_generator(given: str | None, flag: str = "--checkpoint") -> Image
     model = load_model("image", checkpoint)
     if load_saved_ema(model, checkpoint):
         why += "; the EMA of its weights"
-    return ImageGenerator(model.eval(), checkpoint, why, config, GaussianProcess(config.schedule, config.diffusion_steps))
+    bank = None
+    if config.condition == "text":
+        from diffusion.image.captions import CaptionBank, load_text_encoder
+
+        bank = CaptionBank(*load_text_encoder(config.text_encoder or "models/masked-base"))
+    return ImageGenerator(model.eval(), checkpoint, why, config, GaussianProcess(config.schedule, config.diffusion_steps),
+                          bank)
+
+
+def requested_captions(generator: ImageGenerator, prompt: str | None, digit: str | None,
+                       per_class: int) -> list[str] | None:
+    """The captions of a text-conditioned model: ``prompt`` repeated, else "a handwritten <digit>" per digit asked for.
+
+    None for a label-conditioned model (a --prompt there is one line)."""
+    from diffusion.image.captions import DIGIT_WORDS, TRAIN_TEMPLATES, caption
+
+    if generator.bank is None:
+        if prompt is not None:
+            raise ValueError(f"--prompt: {generator.checkpoint!r} is conditioned on class labels, not text; "
+                             f"use --digit (or train with --condition text)")
+        return None
+    if prompt is not None:
+        if digit is not None:
+            raise ValueError("give --prompt or --digit, not both: the caption says which digit")
+        return [prompt] * per_class
+    if digit in (None, "all"):
+        wanted = range(10)
+    elif digit in DIGIT_WORDS or (digit.isdigit() and int(digit) < 10):
+        wanted = [DIGIT_WORDS.index(digit) if digit in DIGIT_WORDS else int(digit)]
+    else:
+        raise ValueError(f"--digit {digit}: give 0..9, a name (seven), 'all', or a --prompt")
+    return [caption(TRAIN_TEMPLATES[0], label) for label in wanted for _ in range(per_class)]
 
 
 def requested_labels(generator: ImageGenerator, digit: str | None, per_class: int) -> torch.Tensor | None:

@@ -18,7 +18,7 @@ from diffusion.image.unet import UNetConfig, UNetModel
 MODEL_TYPES = {"UNet": (UNetConfig, UNetModel), "DiT": (DiTConfig, DiTModel)}
 
 
-FROM_THE_DATA = ("image_size", "in_channels", "num_classes")
+FROM_THE_DATA = ("image_size", "in_channels", "num_classes", "cross_attention_dim")
 
 
 def typed_overrides(config_class, overrides: dict[str, str]) -> dict:
@@ -52,10 +52,11 @@ def typed_overrides(config_class, overrides: dict[str, str]) -> dict:
 
 
 def build_image_model(model_type: str, image_size: int, channels: int, num_classes: int,
-                      overrides: dict[str, str] | None = None):
+                      overrides: dict[str, str] | None = None, **fixed):
+    """A fresh model; ``fixed``: config fields set by the run, not the user (the caption encoder's width)."""
     if model_type not in MODEL_TYPES:
         raise ValueError(f"--model-type must be one of {', '.join(MODEL_TYPES)}, got {model_type!r}")
     config_class, model_class = MODEL_TYPES[model_type]
     config = config_class(image_size=image_size, in_channels=channels, num_classes=num_classes,
-                          **typed_overrides(config_class, overrides or {}))
+                          **typed_overrides(config_class, overrides or {}), **fixed)
     return model_class(config)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from diffusion.gaussian.process import GaussianProcess, guided
+from diffusion.image.captions import NULL_CAPTION
 
 SAMPLERS = ("ddpm", "ddim")
 
@@ -81,8 +82,21 @@ class ImageResult:
 
 
 def predict_noise(model, x_t: torch.Tensor, steps: torch.Tensor, labels: torch.Tensor | None,
-                  guidance: float) -> torch.Tensor:
-    """The guided noise estimate (B, C, H, W); one batched call holds both branches when they are needed."""
+                  guidance: float, text=None) -> torch.Tensor:
+    """The guided noise estimate (B, C, H, W); one batched call holds both branches when they are needed.
+
+    ``text``: for a text-conditioned model, ((states, mask) of the captions, (states, mask) of the null caption).
+    """
+    if text is not None:
+        (states, mask), (null_states, null_mask) = text
+        if guidance == 0:
+            return model(x_t, steps, None, null_states, null_mask)
+        if guidance == 1:
+            return model(x_t, steps, None, states, mask)
+        both = model(torch.cat([x_t, x_t]), torch.cat([steps, steps]), None, torch.cat([states, null_states]),
+                     torch.cat([mask, null_mask]))
+        conditional, unconditional = both.chunk(2)
+        return guided(conditional, unconditional, guidance)
     if labels is None or model.config.num_classes == 0 or guidance == 0:
         return model(x_t, steps, None)  # the unconditional branch only
     if guidance == 1:
@@ -95,11 +109,20 @@ def predict_noise(model, x_t: torch.Tensor, steps: torch.Tensor, labels: torch.T
 
 @torch.no_grad()
 def sample_images(model, process: GaussianProcess, labels: torch.Tensor | None, options: ImageSamplingOptions,
-                  num_samples: int | None = None, seed: int | None = 0, record_trace: bool = False) -> ImageResult:
-    """Denoise pure noise into images; ``labels`` (B,) or None (then ``num_samples`` unconditional images)."""
+                  num_samples: int | None = None, seed: int | None = 0, record_trace: bool = False,
+                  captions: list[str] | None = None, bank=None) -> ImageResult:
+    """Denoise pure noise into images; ``labels`` (B,) or None (then ``num_samples`` unconditional images).
+
+    A text-conditioned model takes ``captions`` (B,) and the ``bank`` that encodes them
+    (diffusion/image/captions.py); guidance then mixes with the null caption ''.
+    """
     device = next(model.parameters()).device
     config = model.config
-    batch = labels.shape[0] if labels is not None else num_samples
+    text = None
+    if captions is not None:
+        text = (bank.encode(captions, device), bank.encode([NULL_CAPTION] * len(captions), device))
+        labels = None
+    batch = len(captions) if captions is not None else labels.shape[0] if labels is not None else num_samples
     if batch is None:
         raise ValueError("sample_images needs labels or num_samples")
     shape = (batch, config.in_channels, config.image_size, config.image_size)
@@ -121,7 +144,7 @@ def sample_images(model, process: GaussianProcess, labels: torch.Tensor | None, 
     steps = options.schedule_of_steps(process)
     for k, k_prev in steps:
         ks = torch.full((batch,), k, dtype=torch.long, device=device)
-        eps = predict_noise(model, x, ks, labels, options.guidance)
+        eps = predict_noise(model, x, ks, labels, options.guidance, text)
         x0_hat = process.x0_from_eps(x, ks, eps).clamp(-1, 1)
         if record_trace:
             trace.append(ImageStep(k, x.cpu(), x0_hat.cpu(), time.perf_counter() - started))

@@ -21,11 +21,13 @@ squared error of the x_0 recovered from the predicted noise, the pixels a sample
 from __future__ import annotations
 
 import math
+import random
 
 import torch
 from tqdm.auto import tqdm
 
 from diffusion.gaussian.process import GaussianProcess
+from diffusion.image.captions import NULL_CAPTION, TRAIN_TEMPLATES, caption, training_captions
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level
 from diffusion.training import LengthGroupedTrainer, NoiseLevelMeter
 
@@ -49,12 +51,24 @@ class ImageTrainer(LengthGroupedTrainer):
     the record of every call that trained the model, and the diffusion config in each checkpoint.
     """
 
-    def __init__(self, *args, process: GaussianProcess, cond_drop: float = 0.1, eval_levels=NOISE_LEVELS, **kwargs):
+    def __init__(self, *args, process: GaussianProcess, cond_drop: float = 0.1, eval_levels=NOISE_LEVELS,
+                 captions=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.process = process
         self.cond_drop = cond_drop
         self.eval_levels = [float(level) for level in eval_levels]
         self.meter = NoiseLevelMeter(NOISE_LEVELS)
+        self.captions = captions  # a diffusion.image.captions.CaptionBank for --condition text, else None
+        self.caption_rng = random.Random(self.args.seed + self.args.process_index)
+
+    def text_context(self, labels: torch.Tensor, drop: bool = True, rng: random.Random | None = None):
+        """(states (B, L, D), mask (B, L)) of a caption made from each label (a random training template),
+        the null caption for a --cond-drop share of them."""
+        rng = rng or self.caption_rng
+        texts = training_captions(labels.tolist(), rng)
+        if drop:
+            texts = [NULL_CAPTION if rng.random() < self.cond_drop else text for text in texts]
+        return self.captions.encode(texts, labels.device)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         x0 = inputs["pixel_values"]
@@ -64,11 +78,14 @@ class ImageTrainer(LengthGroupedTrainer):
         x_t = self.process.q_sample(x0, steps, noise)
         labels = inputs.get("labels")
         core = _unwrap(model)
-        if labels is not None and core.config.num_classes > 0:
+        context = ()
+        if self.captions is not None:  # text-conditioned: the label only chooses the caption
+            context, labels = self.text_context(labels), None
+        elif labels is not None and core.config.num_classes > 0:
             labels = drop_labels(labels, core.config.null_label, self.cond_drop)
         else:
             labels = None
-        eps_hat = model(x_t, steps, labels)
+        eps_hat = model(x_t, steps, labels, *context)
         per_example = (eps_hat.float() - noise.float()).pow(2).flatten(1).mean(dim=1)  # (B,)
         self.meter.add(steps.double() / self.process.num_steps, per_example)
         loss = per_example.mean()
@@ -82,7 +99,7 @@ class ImageTrainer(LengthGroupedTrainer):
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         results = evaluate_per_noise_level(
             self.model, self.process, eval_dataset if eval_dataset is not None else self.eval_dataset,
-            self.data_collator, self.eval_levels, batch_size=self.args.per_device_eval_batch_size,
+            self.data_collator, self.eval_levels, batch_size=self.args.per_device_eval_batch_size, captions=self.captions,
             seed=self.args.seed, rank=self.args.process_index, world_size=self.args.world_size,
             reduce=lambda t: self.accelerator.reduce(t, reduction="sum"),
             show_progress=self.is_world_process_zero() and not self.args.disable_tqdm)
@@ -95,7 +112,7 @@ class ImageTrainer(LengthGroupedTrainer):
 @torch.no_grad()
 def evaluate_per_noise_level(model, process: GaussianProcess, dataset, collator, levels, batch_size: int = 128,
                              seed: int = 0, rank: int = 0, world_size: int = 1, reduce=None,
-                             show_progress: bool = False) -> dict[float, dict[str, float]]:
+                             show_progress: bool = False, captions=None) -> dict[float, dict[str, float]]:
     """Held-out epsilon MSE and x0 MSE at each noise level t (step k = round(t N), at least 1).
 
     The noise of batch b at level j comes from a generator seeded with (seed, b, j), so the numbers
@@ -117,13 +134,16 @@ def evaluate_per_noise_level(model, process: GaussianProcess, dataset, collator,
         batch = collator([dict(zip(rows, values, strict=True)) for values in zip(*rows.values(), strict=True)])
         x0 = batch["pixel_values"].to(device)
         labels = batch["labels"].to(device) if "labels" in batch and model.config.num_classes > 0 else None
+        context = ()
+        if captions is not None:  # text-conditioned: the first training template of each true label
+            context = captions.encode([caption(TRAIN_TEMPLATES[0], int(y)) for y in batch["labels"]], device)
         for j, level in enumerate(levels):
             generator.manual_seed(seed * 1_000_003 + b * 1_009 + j)
             k = max(1, round(level * process.num_steps))
             steps = torch.full((x0.shape[0],), k, dtype=torch.long, device=device)
             noise = torch.randn(x0.shape, generator=generator).to(device)
             x_t = process.q_sample(x0, steps, noise)
-            eps_hat = model(x_t, steps, labels)
+            eps_hat = model(x_t, steps, labels, *context)
             x0_hat = process.x0_from_eps(x_t, steps, eps_hat).clamp(-1, 1)
             stats[j, 0] += (eps_hat - noise).pow(2).flatten(1).mean(1).sum().double()
             stats[j, 1] += (x0_hat - x0).pow(2).flatten(1).mean(1).sum().double()

@@ -37,7 +37,8 @@ class UNetConfig(PretrainedConfig):
 
     def __init__(self, image_size: int = 8, in_channels: int = 1, base_channels: int = 32,
                  channel_mults: tuple[int, ...] | list[int] = (1, 2), num_res_blocks: int = 2, num_heads: int = 4,
-                 groups: int = 8, dropout: float = 0.0, num_classes: int = 10, **kwargs):
+                 groups: int = 8, dropout: float = 0.0, num_classes: int = 10, cross_attention_dim: int | None = None,
+                 **kwargs):
         super().__init__(**kwargs)
         self.image_size = image_size
         self.in_channels = in_channels
@@ -48,6 +49,7 @@ class UNetConfig(PretrainedConfig):
         self.groups = groups
         self.dropout = dropout
         self.num_classes = num_classes
+        self.cross_attention_dim = cross_attention_dim  # text conditioning: the caption encoder's width
 
     @property
     def null_label(self) -> int:
@@ -100,6 +102,29 @@ class AttentionBlock(nn.Module):
         return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
 
 
+class CrossAttentionBlock(nn.Module):
+    """The feature map's positions attend to the caption's tokens (a spatial transformer's cross-attention,
+    Rombach et al. 2022): queries from the image, keys and values from the frozen text encoder."""
+
+    def __init__(self, channels: int, context_dim: int, num_heads: int, groups: int):
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm = nn.GroupNorm(groups, channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.kv = nn.Linear(context_dim, 2 * channels)
+        self.proj = zero_module(nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None) -> torch.Tensor:
+        """x (B, C, H, W); context (B, L, D) caption states; context_mask (B, L) True at real tokens."""
+        b, c, h, w = x.shape
+        heads, d = self.num_heads, c // self.num_heads
+        q = self.q(self.norm(x)).reshape(b, heads, d, h * w).transpose(-1, -2)  # (B, heads, HW, d)
+        k, v = self.kv(context).reshape(b, -1, 2, heads, d).permute(2, 0, 3, 1, 4)  # (B, heads, L, d) each
+        mask = None if context_mask is None else context_mask[:, None, None, :].bool()  # (B, 1, 1, L)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # (B, heads, HW, d)
+        return x + self.proj(out.transpose(-1, -2).reshape(b, c, h, w))
+
+
 class UNetModel(PreTrainedModel):
     config_class = UNetConfig
     base_model_prefix = "unet"
@@ -116,6 +141,10 @@ class UNetModel(PreTrainedModel):
         cond_dim = 4 * ch
         self.step_mlp = nn.Sequential(nn.Linear(ch, cond_dim), nn.SiLU(), nn.Linear(cond_dim, cond_dim))
         self.label_embedding = nn.Embedding(config.num_classes + 1, cond_dim) if config.num_classes > 0 else None
+        # Text conditioning: the mean of the caption's states joins the conditioning vector (as Imagen adds a
+        # pooled text embedding to the step's), and cross-attention at the lowest resolution reads every token.
+        context = config.cross_attention_dim
+        self.text_pool = nn.Linear(context, cond_dim) if context else None
         self.conv_in = nn.Conv2d(config.in_channels, ch, 3, padding=1)
 
         # Down path: every block's output is kept as a skip connection for the up path.
@@ -131,6 +160,7 @@ class UNetModel(PreTrainedModel):
                 skip_widths.append(width)
         self.middle = nn.ModuleList([ResBlock(width, width, cond_dim, groups, drop),
                                      AttentionBlock(width, config.num_heads, groups),
+                                     *([CrossAttentionBlock(width, context, config.num_heads, groups)] if context else []),
                                      ResBlock(width, width, cond_dim, groups, drop)])
         # Up path: one more block per level than down, each taking one skip connection.
         self.up = nn.ModuleList()
@@ -151,43 +181,66 @@ class UNetModel(PreTrainedModel):
         block = [ResBlock(channels_in, channels_out, cond_dim, groups, dropout)]
         if attention:
             block.append(AttentionBlock(channels_out, self.config.num_heads, groups))
+            if self.config.cross_attention_dim:
+                block.append(CrossAttentionBlock(channels_out, self.config.cross_attention_dim, self.config.num_heads,
+                                                 groups))
         return nn.ModuleList(block)
 
     def _init_weights(self, module: nn.Module) -> None:
         pass  # PyTorch's default initialisation; the zero-initialised layers are set in __init__
 
-    def condition(self, steps: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
-        """(B,) steps and (B,) labels (None: the null label) -> (B, 4 * base_channels)."""
+    def condition(self, steps: torch.Tensor, labels: torch.Tensor | None, context: torch.Tensor | None = None,
+                  context_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """(B,) steps, (B,) labels (None: the null label), caption states (B, L, D) -> (B, 4 * base_channels)."""
         cond = self.step_mlp(step_embedding(steps, self.config.base_channels))
         if self.label_embedding is not None:
             if labels is None:
                 labels = torch.full_like(steps, self.config.null_label)
             cond = cond + self.label_embedding(labels)
+        if self.text_pool is not None and context is not None:
+            weights = (context_mask.float() if context_mask is not None else
+                       torch.ones(context.shape[:2], device=context.device))[..., None]  # (B, L, 1)
+            pooled = (context * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (B, D)
+            cond = cond + self.text_pool(pooled)
         return cond
 
-    def forward(self, x_t: torch.Tensor, steps: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """x_t (B, C, H, W) at steps (B,), labels (B,) or None -> the predicted noise (B, C, H, W)."""
-        cond = self.condition(steps, labels)
+    def forward(self, x_t: torch.Tensor, steps: torch.Tensor, labels: torch.Tensor | None = None,
+                encoder_hidden_states: torch.Tensor | None = None,
+                encoder_attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x_t (B, C, H, W) at steps (B,), labels (B,) or None -> the predicted noise (B, C, H, W).
+
+        A text-conditioned model (``cross_attention_dim``) also takes the caption: encoder_hidden_states
+        (B, L, D) from the frozen text encoder and encoder_attention_mask (B, L), 1 at real tokens.
+        """
+        if self.config.cross_attention_dim and encoder_hidden_states is None:
+            raise ValueError("this UNet is text-conditioned: give encoder_hidden_states (the caption's; the null "
+                             "caption '' for the unconditional branch)")
+        context = (encoder_hidden_states, encoder_attention_mask)
+        cond = self.condition(steps, labels, *context)
         h = self.conv_in(x_t)
         skips = [h]
         for module in self.down:
-            h = self._run_block(module, h, cond)
+            h = self._run_block(module, h, cond, context)
             skips.append(h)
-        for module in self.middle:
-            h = module(h, cond) if isinstance(module, ResBlock) else module(h)
+        h = self._run_block(self.middle, h, cond, context)
         for module in self.up:
             if isinstance(module, nn.ModuleList):
-                h = self._run_block(module, torch.cat([h, skips.pop()], dim=1), cond)
+                h = self._run_block(module, torch.cat([h, skips.pop()], dim=1), cond, context)
             else:
                 h = module(h)
         return self.conv_out(F.silu(self.norm_out(h)))
 
     @staticmethod
-    def _run_block(module: nn.Module, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def _run_block(module: nn.Module, h: torch.Tensor, cond: torch.Tensor, context) -> torch.Tensor:
         if not isinstance(module, nn.ModuleList):  # a downsampling convolution
             return module(h)
         for layer in module:
-            h = layer(h, cond) if isinstance(layer, ResBlock) else layer(h)
+            if isinstance(layer, ResBlock):
+                h = layer(h, cond)
+            elif isinstance(layer, CrossAttentionBlock):
+                h = layer(h, *context)
+            else:
+                h = layer(h)
         return h
 
 
