@@ -85,7 +85,8 @@ def run(argv: list[str]) -> int:
     quiet_loading()
     generators = [load_image_generator(path) for path in args.checkpoint]  # every checkpoint loads before any work
     for g in generators:
-        if g.config.image_size != 8 or g.config.channels != 1 or g.model.config.num_classes != 10:
+        classes = len(g.config.class_names or []) if g.bank is not None else g.model.config.num_classes
+        if g.config.image_size != 8 or g.config.channels != 1 or classes != 10:
             raise ValueError(f"{g.checkpoint!r} is not a model of the 8x8 digits with 10 classes; this benchmark's "
                              f"judge knows only those")
         for n in args.ddim_steps:  # beyond the trained steps: one line, before any work
