@@ -36,10 +36,11 @@ from diffusion.image.generation import (  # noqa: E402
     ImageSampleArguments,
     label_name,
     load_image_generator,
-    requested_captions,
-    requested_labels,
+    refuse_text_flags,
+    requested,
+    sampling_options,
 )
-from diffusion.image.sampling import ImageSamplingOptions, sample_images  # noqa: E402
+from diffusion.image.sampling import sample_images  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, blank_notes, build_prompt, decode, decoding_notes  # noqa: E402
 from diffusion.viz.images import image_grid, save_samples  # noqa: E402
@@ -119,22 +120,17 @@ def run(argv: list[str]) -> int:
 def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, images: ImageSampleArguments,
               out: OutputArguments, given: set[str]) -> int:
     """Sample an image checkpoint: a grid (pixels enlarged, not smoothed) and one PNG per image in --output-dir."""
-    text_flags = sorted((given - {"--checkpoint", "--device", "--seed", "--num-samples", "--prompt"})
-                        & (dataclass_flags(GenerationArguments) | dataclass_flags(DecodeOptions)
-                           | {"--clamp", "--no-self-conditioning", "--json"}))
-    if text_flags:
-        raise ValueError(f"{', '.join(text_flags)} only {'applies' if len(text_flags) == 1 else 'apply'} to text "
-                         f"checkpoints; an image model samples with --digit, --guidance, --sampler, --ddim-steps, --eta")
-    sampling = ImageSamplingOptions(sampler=gaussian.sampler, ddim_steps=gaussian.ddim_steps, eta=gaussian.eta,
-                                    guidance=images.guidance)
+    refuse_text_flags(given - {"--checkpoint", "--device", "--seed", "--num-samples", "--prompt"},
+                      dataclass_flags(GenerationArguments) | dataclass_flags(DecodeOptions)
+                      | {"--clamp", "--no-self-conditioning", "--json"})
+    sampling = sampling_options(gaussian, images)
     check_writable(images.output_dir, "--output-dir")
     quiet_loading()
     generator = load_image_generator(args.checkpoint)
     images.check_type(generator)
     sampling.schedule_of_steps(generator.process)  # --ddim-steps beyond the trained steps: one line, before any work
     per_class = out.num_samples or 10
-    captions = requested_captions(generator, args.prompt, images.digit, per_class)
-    labels = requested_labels(generator, images.digit, per_class) if captions is None else None
+    labels, captions = requested(generator, args.prompt, images.digit, per_class)
     if labels is None and captions is None and "--guidance" in given:
         print(f"note: --guidance has no effect: {generator.checkpoint!r} is an unconditional model", file=sys.stderr)
     model = generator.model.to(pick_device(args.device))

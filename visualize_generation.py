@@ -37,8 +37,14 @@ from diffusion.cli import dataclass_flags, flag_names, foreign_flags, parse_args
 from diffusion.device import pick_device  # noqa: E402
 from diffusion.gaussian.generation import gaussian_trace_json, prepare_sampling  # noqa: E402
 from diffusion.gaussian.sampling import GaussianSamplingOptions, sample  # noqa: E402
-from diffusion.image.generation import ImageSampleArguments, load_image_generator, requested_labels  # noqa: E402
-from diffusion.image.sampling import ImageSamplingOptions, sample_images  # noqa: E402
+from diffusion.image.generation import (  # noqa: E402
+    ImageSampleArguments,
+    load_image_generator,
+    refuse_text_flags,
+    requested,
+    sampling_options,
+)
+from diffusion.image.sampling import sample_images  # noqa: E402
 from diffusion.masked.generation import GenerationArguments, load_generator, masked_line, trace_json  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, blank_notes, build_prompt, decode, decoding_notes  # noqa: E402
 from diffusion.viz.images import denoising_frame  # noqa: E402
@@ -217,23 +223,20 @@ def run_gaussian(args, options: DecodeOptions, gaussian: GaussianSamplingOptions
 def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, images: ImageSampleArguments,
               anim: AnimationArguments, given: set[str]) -> int:
     """An image checkpoint: x_t and the predicted x_0 of one sample per class, at every drawn step."""
-    text_flags = sorted((given - {"--checkpoint", "--device", "--seed"})
-                        & (dataclass_flags(GenerationArguments) | dataclass_flags(DecodeOptions)
-                           | {"--clamp", "--no-self-conditioning", "--width"}))
-    if text_flags:
-        raise ValueError(f"{', '.join(text_flags)} only {'applies' if len(text_flags) == 1 else 'apply'} to text "
-                         f"checkpoints; an image model samples with --digit, --guidance, --sampler, --ddim-steps, --eta")
-    sampling = ImageSamplingOptions(sampler=gaussian.sampler, ddim_steps=gaussian.ddim_steps, eta=gaussian.eta,
-                                    guidance=images.guidance)
+    refuse_text_flags(given - {"--checkpoint", "--device", "--seed", "--prompt"},
+                      dataclass_flags(GenerationArguments) | dataclass_flags(DecodeOptions)
+                      | {"--clamp", "--no-self-conditioning", "--width"})
+    sampling = sampling_options(gaussian, images)
     quiet_loading()
     generator = load_image_generator(args.checkpoint)
     images.check_type(generator)
     process = generator.process
     sampling.schedule_of_steps(process)  # --ddim-steps beyond the trained steps: one line, before any work
-    labels = requested_labels(generator, images.digit, 1)  # one of each class, or of the one asked for
+    labels, captions = requested(generator, args.prompt, images.digit, 1)  # one of each class, or the one asked for
     model = generator.model.to(pick_device(args.device))
     started = time.perf_counter()
-    result = sample_images(model, process, labels, sampling, num_samples=4, seed=options.seed, record_trace=True)
+    result = sample_images(model, process, labels, sampling, num_samples=4, seed=options.seed, record_trace=True,
+                           captions=captions, bank=generator.bank)
     seconds = time.perf_counter() - started
     settings = sampling.describe(process)
     keep = frame_indices(len(result.trace), anim.max_frames or 60)

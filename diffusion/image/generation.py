@@ -143,3 +143,25 @@ def label_name(generator: ImageGenerator, label: int | None) -> str:
     if label is None:
         return "sample"
     return f"{label}-{names[label]}" if label < len(names) and names[label] != str(label) else str(label)
+
+
+def refuse_text_flags(given: set[str], text_only: set[str]) -> None:
+    """One line naming the text-checkpoint flags in ``given`` (those of ``text_only``) given to an image checkpoint."""
+    flags = sorted(given & text_only)
+    if flags:
+        raise ValueError(f"{', '.join(flags)} only {'applies' if len(flags) == 1 else 'apply'} to text checkpoints; "
+                         f"an image model samples with --digit, --prompt, --guidance, --sampler, --ddim-steps, --eta")
+
+
+def sampling_options(gaussian, images: ImageSampleArguments):
+    """generate.py's --sampler/--ddim-steps/--eta (GaussianSamplingOptions) and --guidance, as ImageSamplingOptions."""
+    from diffusion.image.sampling import ImageSamplingOptions
+
+    return ImageSamplingOptions(sampler=gaussian.sampler, ddim_steps=gaussian.ddim_steps, eta=gaussian.eta,
+                                guidance=images.guidance)
+
+
+def requested(generator: ImageGenerator, prompt: str | None, digit: str | None, per_class: int):
+    """(labels or None, captions or None): what to draw, for a label- or a text-conditioned model."""
+    captions = requested_captions(generator, prompt, digit, per_class)
+    return (requested_labels(generator, digit, per_class) if captions is None else None), captions
