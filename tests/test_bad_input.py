@@ -22,7 +22,7 @@ def _one_line(proc, *needles):
 
 
 @pytest.mark.parametrize("argv, needles", [
-    (["generate.py", "--model-type", "UNet"], ["unknown flag --model-type"]),
+    (["generate.py", "--model-kind", "UNet"], ["unknown flag --model-kind"]),
     (["generate.py", "--sample", "topk"], ["unknown flag --sample", "did you mean --sampler or --sampling"]),
     (["train.py", "--quick-test", "--lr", "1e-3"], ["unknown flag --lr", "did you mean --learning-rate"]),
     (["compare_models.py", "--steps"], ["--steps: expected one argument"]),

@@ -424,3 +424,11 @@ def test_captions_are_refused_where_they_cannot_apply(image_run, tmp_path, capsy
     proc = call_main("train.py", ["--objective", "image", "--quick-test", "--condition", "text", "--model-type", "DiT",
                                   "--output_dir", str(tmp_path / "o")], capsys)
     assert proc.returncode == 2 and "only the UNet has cross-attention blocks" in proc.stderr
+
+
+def test_seed_model_type_without_a_checkpoint_names_the_image_quick_test(tmp_path, capsys, monkeypatch):
+    from conftest import call_main
+
+    monkeypatch.chdir(tmp_path)  # no results-image/ here
+    proc = call_main("generate.py", ["--model-type", "UNet"], capsys)
+    assert proc.returncode == 2 and "python train.py --quick-test --objective image" in proc.stderr
