@@ -13,7 +13,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from diffusion.checkpoint import DiffusionConfig, ModelLoadError, load_model, load_saved_ema, resolve_model
+from diffusion.checkpoint import (
+    DiffusionConfig,
+    ModelLoadError,
+    load_diffusion_config,
+    load_model,
+    load_saved_ema,
+    resolve_model,
+)
 from diffusion.gaussian.process import GaussianProcess
 
 
@@ -72,8 +79,6 @@ class ImageGenerator:
 def load_image_generator(given: str | None, flag: str = "--checkpoint") -> ImageGenerator:
     """The image model named by ``flag`` (else results-image/final-model), with its Gaussian process and its EMA."""
     checkpoint, why = resolve_model(given, flag, "image")
-    from diffusion.checkpoint import load_diffusion_config
-
     config = load_diffusion_config(checkpoint)
     if config is None or config.objective != "image" or not config.schedule or not config.diffusion_steps:
         raise ModelLoadError(f"{checkpoint!r} has no diffusion_config.json of an image model with the schedule and "
