@@ -55,7 +55,7 @@ from diffusion.runs import (  # noqa: E402
     restore_interrupted_overwrite,
     set_aside_run,
 )
-from diffusion.samples import SamplesCallback, text_sampler  # noqa: E402
+from diffusion.samples import ImageSamplesCallback, SamplesCallback, text_sampler  # noqa: E402
 from diffusion.text.data import DataError, check_data_source, load_raw_datasets, tokenize_datasets  # noqa: E402
 from diffusion.text.models import build_model, count_parameters  # noqa: E402
 from diffusion.training import (  # noqa: E402
@@ -476,6 +476,23 @@ def run_image(argv: list[str]) -> int:
     ema = EMACallback(run_args.ema_decay) if run_args.use_ema else None
     if ema is not None:
         trainer.add_callback(ema)
+    options = ImageSamplingOptions(sampler=image_args.sampler, ddim_steps=image_args.ddim_steps,
+                                   guidance=image_args.guidance if classes else 0.0)
+
+    def grid(model, per_row: int = 10):
+        """Samples of every class (per_row of each; 4 rows unconditionally), labelled: the training grids and the last."""
+        labels = torch.arange(classes).repeat_interleave(per_row) if classes else None
+        texts = [caption(HELD_OUT_TEMPLATES[0], int(y)) for y in labels] if bank is not None else None
+        result = sample_images(model, process, labels, options, num_samples=None if classes else 4 * per_row,
+                               seed=training_args.seed, captions=texts, bank=bank)
+        rows = [f'"{t}"' for t in texts[::per_row]] if texts else names  # a held-out template: never seen in training
+        return image_grid(result.images, per_row, scale=max(1, 64 // size), row_labels=rows,
+                          title=f"{options.describe(process)}, step {trainer.state.global_step}")
+
+    if run_args.sample_every != 0:  # one sample of each class, at every evaluation (or every --sample-every steps)
+        samples = ImageSamplesCallback(lambda model: grid(model, per_row=1), every=run_args.sample_every or 0)
+        samples.trainer = trainer
+        trainer.callback_handler.callbacks.insert(0, samples)
     before, train_result = guarded_train(trainer, collator, image_args, image_args, run_args, training_args, resume_from)
     if ema is not None:
         ema.copy_to(trainer.model)
@@ -492,18 +509,9 @@ def run_image(argv: list[str]) -> int:
     plot_path = plot_loss_curves(history, os.path.join(output_dir, "loss_curves.png"), note,
                                  y_label="noise-prediction MSE (per pixel)", held_out_name="validation images")
 
-    # ---- the sample grid: one row per class (or 4 rows unconditionally) ------------------
-    options = ImageSamplingOptions(sampler=image_args.sampler, ddim_steps=image_args.ddim_steps,
-                                   guidance=image_args.guidance if classes else 0.0)
-    per_row = 10
-    labels = torch.arange(classes).repeat_interleave(per_row) if classes else None
-    texts = [caption(HELD_OUT_TEMPLATES[0], int(y)) for y in labels] if bank is not None else None
-    result = sample_images(trainer.model, process, labels, options, num_samples=None if classes else 4 * per_row,
-                           seed=training_args.seed, captions=texts, bank=bank)
+    # ---- the sample grid: ten of every class (or 4 rows unconditionally) ------------------
     grid_path = os.path.join(output_dir, "samples.png")
-    rows = [f'"{t}"' for t in texts[::per_row]] if texts else names  # a held-out template: never seen in training
-    image_grid(result.images, per_row, scale=max(1, 64 // size), row_labels=rows,
-               title=f"{options.describe(process)}, step {trainer.state.global_step}").save(grid_path)
+    grid(trainer.model).save(grid_path)
 
     print()
     print(f"Held-out noise-prediction loss and x0 error per noise level t ({len(eval_set)} validation images, "

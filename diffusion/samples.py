@@ -72,8 +72,12 @@ class SamplesCallback(TrainerCallback):
         while hasattr(model, "module"):
             model = model.module
         with torch.random.fork_rng(devices=[]):  # training's random stream is left as it was
-            texts = self.sampler(model, self.num_texts)
+            self._emit(args, state, model)
         model.train()
+
+    def _emit(self, args, state, model) -> None:
+        """Sample and write: the log, OUTPUT/samples.jsonl, TensorBoard."""
+        texts = self.sampler(model, self.num_texts)
         print(f"samples at step {state.global_step}:", flush=True)
         for i, text in enumerate(texts, 1):
             print(f"  [{i}] {text}", flush=True)
@@ -102,3 +106,25 @@ class SamplesCallback(TrainerCallback):
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         self._write(args, state, model)
+
+
+class ImageSamplesCallback(SamplesCallback):
+    """The image objective's samples: a grid (a PIL image from ``grid(model)``) every ``every`` steps
+    (0: at every evaluation) and at the end -> OUTPUT/samples/step-000200.png, the log and TensorBoard."""
+
+    def __init__(self, grid: Callable, every: int = 0):
+        super().__init__(sampler=None, every=every)
+        self.grid = grid
+
+    def _emit(self, args, state, model) -> None:
+        import numpy as np
+
+        image = self.grid(model)
+        folder = os.path.join(args.output_dir, "samples")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"step-{state.global_step:06d}.png")
+        image.save(path)
+        print(f"samples at step {state.global_step}: {path}", flush=True)
+        writer = self._tensorboard()
+        if writer is not None:
+            writer.add_image("samples", np.asarray(image.convert("RGB")), state.global_step, dataformats="HWC")

@@ -231,6 +231,10 @@ def test_quick_test_writes_a_checkpoint_metrics_curves_and_a_grid(image_run):
     assert "loss_noise_0.5" in logs[-1] or "loss_noise_0.6" in logs[-1]
     with Image.open(image_run / "samples.png") as grid:  # 10 rows of 10 digits, 64 px each, labelled
         assert grid.height > 10 * 64 and grid.width > 10 * 64
+    # during training: one digit of each class at every evaluation (steps 2 and 4), the end included once
+    assert sorted(os.listdir(image_run / "samples")) == ["step-000002.png", "step-000004.png"]
+    with Image.open(image_run / "samples" / "step-000002.png") as grid:
+        assert grid.height > 10 * 64 and grid.width < 3 * 64 + 200  # a column of ten digits and their names
     with Image.open(image_run / "loss_curves.png") as curves:
         assert curves.size == (1400, 520)
 
