@@ -156,6 +156,17 @@ class NoiseLevelMeter:
         return {key: round(float(sums[0, j] / sums[1, j]), 4) for j, key in enumerate(self.keys) if sums[1, j] > 0}
 
 
+def process_batches(n_rows: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[int]:
+    """The indices of the evaluation batches this process scores (every world_size-th, from its rank)."""
+    return [b for b in range((n_rows + batch_size - 1) // batch_size) if b % world_size == rank]
+
+
+def seed_level_noise(generator: torch.Generator, seed: int, batch: int, level: int) -> torch.Generator:
+    """Seed the noise of evaluation batch ``batch`` at noise level ``level``: a function of (seed, batch, level)
+    alone, so the per-level numbers do not depend on the batch order or the number of processes."""
+    return generator.manual_seed(seed * 1_000_003 + batch * 1_009 + level)
+
+
 def format_log(logs: dict, step: int) -> str:
     """One readable line for a Trainer log instead of a raw dict:
 

@@ -32,15 +32,13 @@ real one, at every real position (comparable with the masked model's accuracy pe
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from diffusion.gaussian.process import GaussianProcess
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level
-from diffusion.training import LengthGroupedTrainer, NoiseLevelMeter
+from diffusion.training import LengthGroupedTrainer, NoiseLevelMeter, process_batches, seed_level_noise
 
 NOISE_LEVELS = DEFAULT_MASK_LEVELS  # t = 0.1 ... 1.0: the buckets logged and the levels evaluated
 
@@ -199,8 +197,7 @@ def evaluate_per_noise_level(model, process: GaussianProcess, dataset, collator,
     was_training = model.training
     model.eval()
     stats = torch.zeros(len(levels), 4, dtype=torch.float64, device=device)  # loss, mse, correct, count
-    n_batches = math.ceil(len(dataset) / batch_size)
-    mine = [b for b in range(n_batches) if b % world_size == rank]
+    mine = process_batches(len(dataset), batch_size, rank, world_size)
     bar = tqdm(total=len(mine) * len(levels), desc="Evaluating per noise level", disable=not show_progress,
                leave=False)
     generator = torch.Generator()
@@ -209,7 +206,7 @@ def evaluate_per_noise_level(model, process: GaussianProcess, dataset, collator,
         ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
         real = mask.bool()
         for j, level in enumerate(levels):
-            generator.manual_seed(seed * 1_000_003 + b * 1_009 + j)
+            seed_level_noise(generator, seed, b, j)
             k = max(1, round(level * process.num_steps))
             steps = torch.full((ids.shape[0],), k, dtype=torch.long, device=device)
             noise = torch.randn(*ids.shape, model.config.embedding_dim, generator=generator).to(device)

@@ -20,7 +20,6 @@ squared error of the x_0 recovered from the predicted noise, the pixels a sample
 
 from __future__ import annotations
 
-import math
 import random
 
 import torch
@@ -29,7 +28,7 @@ from tqdm.auto import tqdm
 from diffusion.gaussian.process import GaussianProcess
 from diffusion.image.captions import NULL_CAPTION, TRAIN_TEMPLATES, caption, training_captions
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level
-from diffusion.training import LengthGroupedTrainer, NoiseLevelMeter
+from diffusion.training import LengthGroupedTrainer, NoiseLevelMeter, process_batches, seed_level_noise
 
 NOISE_LEVELS = DEFAULT_MASK_LEVELS  # t = 0.1 ... 1.0
 
@@ -124,8 +123,7 @@ def evaluate_per_noise_level(model, process: GaussianProcess, dataset, collator,
     was_training = model.training
     model.eval()
     stats = torch.zeros(len(levels), 3, dtype=torch.float64, device=device)  # eps sq. error, x0 sq. error, images
-    n_batches = math.ceil(len(dataset) / batch_size)
-    mine = [b for b in range(n_batches) if b % world_size == rank]
+    mine = process_batches(len(dataset), batch_size, rank, world_size)
     bar = tqdm(total=len(mine) * len(levels), desc="Evaluating per noise level", disable=not show_progress,
                leave=False)
     generator = torch.Generator()
@@ -138,7 +136,7 @@ def evaluate_per_noise_level(model, process: GaussianProcess, dataset, collator,
         if captions is not None:  # text-conditioned: the first training template of each true label
             context = captions.encode([caption(TRAIN_TEMPLATES[0], int(y)) for y in batch["labels"]], device)
         for j, level in enumerate(levels):
-            generator.manual_seed(seed * 1_000_003 + b * 1_009 + j)
+            seed_level_noise(generator, seed, b, j)
             k = max(1, round(level * process.num_steps))
             steps = torch.full((x0.shape[0],), k, dtype=torch.long, device=device)
             noise = torch.randn(x0.shape, generator=generator).to(device)
