@@ -497,6 +497,9 @@ class ImageArguments:
         return ModelArguments.config_overrides_dict(self)
 
 
+DASHBOARD_SAMPLE_EVERY = 50  # --dashboard's sample refresh, in steps, unless --sample-every says otherwise
+
+
 @dataclass
 class RunArguments:
     quick_test: bool = field(
@@ -525,6 +528,13 @@ class RunArguments:
                   "steps (default: at every evaluation; 0: never). Any objective."},
     )
     num_sample_texts: int = field(default=3, metadata={"help": "Texts per --sample-every."})
+    dashboard: bool = field(
+        default=False,
+        metadata={"help": "Train behind a live window (Tkinter): epoch, step, loss, learning rate and status, the "
+                  "loss of every level as it trains, and the latest sample (every --sample-every steps, default "
+                  f"{DASHBOARD_SAMPLE_EVERY} with the window). Closing it stops at the next step with a "
+                  "checkpoint that --resume continues. Any objective; needs a display."},
+    )
 
     def __post_init__(self) -> None:
         if not 0.0 < self.ema_decay < 1.0:

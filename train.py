@@ -29,7 +29,7 @@ warnings.filterwarnings("ignore", message="Specifying null_placement", category=
 import torch  # noqa: E402
 from transformers import DataCollatorForLanguageModeling, PrinterCallback, ProgressCallback, Trainer, set_seed  # noqa: E402
 
-from config import parse_image_train_args, parse_train_args  # noqa: E402
+from config import DASHBOARD_SAMPLE_EVERY, parse_image_train_args, parse_train_args  # noqa: E402
 from data_collator import VariableMaskingCollator  # noqa: E402
 from diffusion.checkpoint import (  # noqa: E402
     DiffusionConfig,
@@ -40,6 +40,7 @@ from diffusion.checkpoint import (  # noqa: E402
     load_tokenizer,
 )
 from diffusion.cli import flag_value, run_main  # noqa: E402
+from diffusion.dashboard import DashboardError, train_with_dashboard  # noqa: E402
 from diffusion.gaussian.model import build_gaussian_model  # noqa: E402
 from diffusion.gaussian.process import GaussianProcess  # noqa: E402
 from diffusion.gaussian.sampling import length_quantiles  # noqa: E402
@@ -214,13 +215,41 @@ def write_metrics(trainer, train_result, objective: str, source: str, parameters
     return metrics
 
 
-def run(argv: list[str]) -> int:
+def open_dashboard(argv: list[str], training_args, train) -> int:
+    """--dashboard: the same run in a background thread, behind the live window (diffusion/dashboard.py)."""
+    if training_args.world_size > 1:
+        raise RunError("--dashboard shows one process's training: run it without torchrun / accelerate launch")
+    return train_with_dashboard(lambda callback: train(argv, callback), training_args.output_dir)
+
+
+def stopped_from_dashboard(dashboard, trainer) -> bool:
+    """True when the window's close button stopped training (its checkpoint is saved; nothing more to do)."""
+    if dashboard is None or dashboard.stopped_at is None:
+        return False
+    checkpoint = os.path.join(trainer.args.output_dir, f"checkpoint-{trainer.state.global_step}")
+    print(f"stopped from the dashboard at step {trainer.state.global_step}, checkpoint saved: {checkpoint}; "
+          f"the same command with --resume continues it")
+    return True
+
+
+def watch(trainer, dashboard, samples) -> None:
+    """The dashboard's callback joins the trainer's, and hears about every sample."""
+    if dashboard is not None:
+        trainer.add_callback(dashboard)
+        if samples is not None:
+            samples.listeners.append(dashboard)
+
+
+def run(argv: list[str], dashboard=None) -> int:
+    """Train a text model; ``dashboard``: the DashboardCallback of the window this call runs behind."""
     if flag_value(argv, "--objective") == "image":
-        return run_image(argv)
+        return run_image(argv, dashboard)
     try:
         model_args, data_args, diff_args, gauss_args, run_args, training_args = parse_train_args(argv)
     except ValueError as err:
         raise RunError(str(err)) from None
+    if run_args.dashboard and dashboard is None:
+        return open_dashboard(argv, training_args, run)
     output_dir = training_args.output_dir
     is_main = training_args.process_index == 0
     resume_from = open_output_dir(run_args, training_args)
@@ -326,14 +355,19 @@ def run(argv: list[str]) -> int:
     ema = EMACallback(run_args.ema_decay) if run_args.use_ema else None
     if ema is not None:
         trainer.add_callback(ema)
-    if run_args.sample_every != 0:
+    samples = None
+    every = sample_every(run_args, dashboard)
+    if every != 0:
         samples = SamplesCallback(text_sampler(model_args.objective, tokenizer, data_args.max_length, diffusion_config,
                                                process, gauss_args.sampler, gauss_args.ddim_steps),
-                                  every=run_args.sample_every or 0, num_texts=run_args.num_sample_texts)
+                                  every=every or 0, num_texts=run_args.num_sample_texts)
         samples.trainer = trainer
         # First in the list: at the end of training it writes before TensorBoard's callback closes its writer.
         trainer.callback_handler.callbacks.insert(0, samples)
+    watch(trainer, dashboard, samples)
     before, train_result = guarded_train(trainer, collator, model_args, diff_args, run_args, training_args, resume_from)
+    if stopped_from_dashboard(dashboard, trainer):
+        return 0
     if ema is not None:  # the average is what is evaluated, saved and sampled from
         ema.copy_to(trainer.model)
     after = add_perplexity(trainer.evaluate(), "eval")
@@ -388,7 +422,7 @@ def image_level_table(before: dict | None, after: dict, levels) -> str:
     return "\n".join(lines).replace("None", "   -")
 
 
-def run_image(argv: list[str]) -> int:
+def run_image(argv: list[str], dashboard=None) -> int:
     """--objective image: a UNet or DiT denoiser on the digits (or any image dataset); docs/IMAGE_DIFFUSION.md."""
     from diffusion.image.captions import HELD_OUT_TEMPLATES, CaptionBank, caption, load_text_encoder
     from diffusion.image.data import ImageCollator, class_names, load_image_datasets, num_classes
@@ -402,6 +436,8 @@ def run_image(argv: list[str]) -> int:
         image_args, run_args, training_args = parse_image_train_args(argv)
     except ValueError as err:
         raise RunError(str(err)) from None
+    if run_args.dashboard and dashboard is None:
+        return open_dashboard(argv, training_args, run_image)
     output_dir = training_args.output_dir
     is_main = training_args.process_index == 0
     resume_from = open_output_dir(run_args, training_args)
@@ -489,11 +525,18 @@ def run_image(argv: list[str]) -> int:
         return image_grid(result.images, per_row, scale=max(1, 64 // size), row_labels=rows,
                           title=f"{options.describe(process)}, step {trainer.state.global_step}")
 
-    if run_args.sample_every != 0:  # one sample of each class, at every evaluation (or every --sample-every steps)
-        samples = ImageSamplesCallback(lambda model: grid(model, per_row=1), every=run_args.sample_every or 0)
+    samples = None
+    every = sample_every(run_args, dashboard)
+    if every != 0:  # one sample of each class, at every evaluation (or every --sample-every steps)
+        samples = ImageSamplesCallback(lambda model: grid(model, per_row=1), every=every or 0)
         samples.trainer = trainer
         trainer.callback_handler.callbacks.insert(0, samples)
+    watch(trainer, dashboard, samples)
+    if dashboard is not None:
+        dashboard.y_label = "noise-prediction MSE (per pixel)"
     before, train_result = guarded_train(trainer, collator, image_args, image_args, run_args, training_args, resume_from)
+    if stopped_from_dashboard(dashboard, trainer):
+        return 0
     if ema is not None:
         ema.copy_to(trainer.model)
     after = trainer.evaluate()
@@ -523,6 +566,13 @@ def run_image(argv: list[str]) -> int:
         print(f"loss curves: {plot_path}")
     print(f"samples:     {grid_path} ({options.describe(process)})")
     return 0
+
+
+def sample_every(run_args, dashboard) -> int | None:
+    """--sample-every, or with the dashboard (and no --sample-every) every DASHBOARD_SAMPLE_EVERY steps."""
+    if run_args.sample_every is None and dashboard is not None:
+        return DASHBOARD_SAMPLE_EVERY
+    return run_args.sample_every
 
 
 def evaluate_and_train(trainer, collator, model_args, diff_args, training_args, output_dir: str, resume_from):
@@ -557,7 +607,7 @@ def add_perplexity(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main(run, argv, errors=(RunError, DataError, ModelLoadError))
+    return run_main(run, argv, errors=(RunError, DataError, ModelLoadError, DashboardError))
 
 
 if __name__ == "__main__":

@@ -63,6 +63,9 @@ class SamplesCallback(TrainerCallback):
     def __init__(self, sampler: Sampler, every: int = 0, num_texts: int = 3):
         self.sampler, self.every, self.num_texts = sampler, every, num_texts
         self.trainer = None  # set by train.py: its TensorBoard writer, if any, gets the texts
+        # Told before and after each sampling: samples_started(step), samples_ready(step, texts or image)
+        # (the --dashboard window, diffusion/dashboard.py).
+        self.listeners: list = []
         self._last_step = -1
 
     def _write(self, args, state, model) -> None:
@@ -71,12 +74,16 @@ class SamplesCallback(TrainerCallback):
         self._last_step = state.global_step
         while hasattr(model, "module"):
             model = model.module
+        for listener in self.listeners:
+            listener.samples_started(state.global_step)
         with torch.random.fork_rng(devices=[]):  # training's random stream is left as it was
-            self._emit(args, state, model)
+            sample = self._emit(args, state, model)
         model.train()
+        for listener in self.listeners:
+            listener.samples_ready(state.global_step, sample)
 
-    def _emit(self, args, state, model) -> None:
-        """Sample and write: the log, OUTPUT/samples.jsonl, TensorBoard."""
+    def _emit(self, args, state, model) -> list[str]:
+        """Sample and write: the log, OUTPUT/samples.jsonl, TensorBoard. -> the texts"""
         texts = self.sampler(model, self.num_texts)
         print(f"samples at step {state.global_step}:", flush=True)
         for i, text in enumerate(texts, 1):
@@ -87,6 +94,7 @@ class SamplesCallback(TrainerCallback):
         writer = self._tensorboard()
         if writer is not None:
             writer.add_text("samples", "\n\n".join(f"{i}. {t}" for i, t in enumerate(texts, 1)), state.global_step)
+        return texts
 
     def _tensorboard(self):
         from transformers.integrations import TensorBoardCallback
@@ -116,7 +124,8 @@ class ImageSamplesCallback(SamplesCallback):
         super().__init__(sampler=None, every=every)
         self.grid = grid
 
-    def _emit(self, args, state, model) -> None:
+    def _emit(self, args, state, model):
+        """-> the grid (a PIL image)"""
         import numpy as np
 
         image = self.grid(model)
@@ -128,3 +137,4 @@ class ImageSamplesCallback(SamplesCallback):
         writer = self._tensorboard()
         if writer is not None:
             writer.add_image("samples", np.asarray(image.convert("RGB")), state.global_step, dataformats="HWC")
+        return image

@@ -31,6 +31,17 @@ def _collect(log_history: list[dict], pattern: re.Pattern, fallback: str | None)
     return per_level or series
 
 
+def training_series(log_history: list[dict]) -> Series:
+    """The training curves of a log history: one per level, or the plain ``loss`` when no level was logged."""
+    return _collect(log_history, TRAIN_KEY, "loss")
+
+
+def level_colours(names, cmap) -> dict[str, tuple]:
+    """One colour per curve, in level order (low -> high along ``cmap``): the same level, the same colour."""
+    ordered = sorted(names, key=lambda n: float(n.split()[-1]) if n != "loss" else 0.0)
+    return {name: cmap(i / max(1, len(ordered) - 1)) for i, name in enumerate(ordered)}
+
+
 def plot_loss_curves(log_history: list[dict], path: str, note: str | None = None, y_label: str | None = None,
                      held_out_name: str = "validation texts") -> str | None:
     """Loss per masking level against the step, saved as a PNG: training (left) and held-out (right).
@@ -41,7 +52,7 @@ def plot_loss_curves(log_history: list[dict], path: str, note: str | None = None
     level kind (images: the noise-prediction MSE).  Returns the path, or None when there
     is nothing to draw (no training log was written).
     """
-    train = _collect(log_history, TRAIN_KEY, "loss")
+    train = training_series(log_history)
     held_out = _collect(log_history, EVAL_KEY, None)
     if not train:
         return None
@@ -59,8 +70,7 @@ def plot_loss_curves(log_history: list[dict], path: str, note: str | None = None
     kind_label, legend_title, _ = KINDS[kind]
     y_label = y_label or kind_label
     names = sorted({*train, *held_out}, key=lambda n: float(n.split()[-1]) if n != "loss" else 0.0)
-    cmap = plt.get_cmap("viridis")
-    colours = {name: cmap(i / max(1, len(names) - 1)) for i, name in enumerate(names)}
+    colours = level_colours(names, plt.get_cmap("viridis"))
     for ax, (title, series) in zip(axes[0], panels, strict=True):
         for name in names:
             if name in series:
