@@ -4,7 +4,9 @@ through the shared Gaussian process, and a few training steps that lower the los
 from __future__ import annotations
 
 import glob
+import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -436,3 +438,18 @@ def test_seed_model_type_without_a_checkpoint_names_the_image_quick_test(tmp_pat
     monkeypatch.chdir(tmp_path)  # no results-image/ here
     proc = call_main("generate.py", ["--model-type", "UNet"], capsys)
     assert proc.returncode == 2 and "python train.py --quick-test --objective image" in proc.stderr
+
+
+def test_two_process_ddp_on_cpu_trains_one_image_model(tmp_path):
+    """torchrun with 2 CPU processes: one model, one metrics file, one table, the held-out split shared."""
+    from conftest import run_script
+
+    out = tmp_path / "ddp"
+    torchrun = os.path.join(os.path.dirname(sys.executable), "torchrun")
+    proc = run_script([torchrun, "--standalone", "--nproc_per_node", "2", "train.py", *MICRO_FLAGS, "--use-ema",
+                       "--output_dir", str(out)], timeout=400)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["global_step"] == 4 and metrics["eval_examples"] == 32
+    assert (out / "final-model" / "model.safetensors").is_file() and (out / "samples.png").is_file()
+    assert proc.stdout.count("Held-out noise-prediction loss and x0 error per noise level") == 1
