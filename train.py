@@ -607,7 +607,9 @@ def add_perplexity(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_main(run, argv, errors=(RunError, DataError, ModelLoadError, DashboardError))
+    return run_main(run, argv, errors=(RunError, DataError, ModelLoadError, DashboardError),
+                    interrupted="the same command with --resume continues from the newest complete checkpoint "
+                                "in --output_dir (a checkpoint cut short by the interrupt is never taken)")
 
 
 if __name__ == "__main__":

@@ -92,17 +92,21 @@ def check_text(flag: str, value: str | None) -> None:
 
 
 def run_main(run: Callable[[list[str]], int], argv: list[str] | None = None,
-             errors: tuple[type[Exception], ...] = (ValueError, ModelLoadError)) -> int:
+             errors: tuple[type[Exception], ...] = (ValueError, ModelLoadError), interrupted: str = "") -> int:
     """A script's ``main``: ``run(argv)`` (default: the command line), with an expected error as one line.
 
     ``errors`` are the exceptions whose message is meant for the person at the terminal (bad flags,
-    a missing model): printed as ``error: ...`` with exit code 2, never a traceback.
+    a missing model): printed as ``error: ...`` with exit code 2, never a traceback. Ctrl-C is one
+    line too (``interrupted``: what is kept, e.g. the checkpoints), exit code 130 as shells use.
     """
     try:
         return run(sys.argv[1:] if argv is None else argv)
     except errors as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted (Ctrl-C){': ' + interrupted if interrupted else ''}", file=sys.stderr)
+        return 130
 
 
 def flag_names(argv: list[str]) -> set[str]:

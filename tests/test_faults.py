@@ -237,3 +237,14 @@ def test_bundle_model_never_unpickles_the_run(finished_run, tmp_path):
     assert bundle_model.main([str(run), str(tmp_path / "bundle"), "--command", "python train.py ...",
                               "--max-eval-samples", "16"]) == 0
     assert json.loads((tmp_path / "bundle" / "card.json").read_text())["batch_size"] == 8
+
+
+def test_ctrl_c_is_one_line_with_exit_code_130(capsys):
+    """A KeyboardInterrupt anywhere in a script's run: one line saying what is kept, no traceback."""
+    from diffusion.cli import run_main
+
+    def run(argv):
+        raise KeyboardInterrupt
+
+    assert run_main(run, [], interrupted="--resume continues") == 130
+    assert capsys.readouterr().err.strip().splitlines() == ["interrupted (Ctrl-C): --resume continues"]
