@@ -620,6 +620,17 @@ def expand_config_file(argv: list[str]) -> list[str]:
     return out
 
 
+def no_pinning_without_accelerator(training, given: set[str]) -> None:
+    """Pinned memory only speeds up copies to a GPU; on a machine without one (and without --use_cpu
+    said) torch warns about it at every DataLoader, so it is switched off unless asked for."""
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)  # torch >= 2.6; before, CUDA is the one that pins
+    present = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    if "--dataloader-pin-memory" not in given and (training.use_cpu or not present):
+        training.dataloader_pin_memory = False
+
+
 def parse_image_train_args(argv: list[str]):
     """-> (ImageArguments, RunArguments, TrainingArguments) for --objective image."""
     renamed = []
@@ -642,6 +653,7 @@ def parse_image_train_args(argv: list[str]):
     if run.from_scratch:
         raise ValueError("--from-scratch: the image quick test always trains from scratch (there is no bundled image base)")
     run.note = None
+    no_pinning_without_accelerator(training, given)
     return image, run, training
 
 
@@ -689,4 +701,5 @@ def parse_train_args(argv: list[str]):
     run.note = note  # printed by train.py with the model line, once everything has loaded
     # Which of the Gaussian process's settings were typed (a loaded checkpoint's own are used otherwise).
     gaussian.given = {name for name in ("--schedule", "--diffusion-steps") if name in given}
+    no_pinning_without_accelerator(training, flag_names(argv))
     return model, data, diffusion, gaussian, run, training

@@ -126,7 +126,7 @@ def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, i
     sampling = sampling_options(gaussian, images)
     check_writable(images.output_dir, "--output-dir")
     quiet_loading()
-    generator = load_image_generator(args.checkpoint)
+    generator = load_image_generator(args.checkpoint, "--model-path" if images.model_path else "--checkpoint")
     images.check_type(generator)
     sampling.schedule_of_steps(generator.process)  # --ddim-steps beyond the trained steps: one line, before any work
     per_class = out.num_samples or 10

@@ -228,7 +228,7 @@ def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, i
                       | {"--clamp", "--no-self-conditioning", "--width"})
     sampling = sampling_options(gaussian, images)
     quiet_loading()
-    generator = load_image_generator(args.checkpoint)
+    generator = load_image_generator(args.checkpoint, "--model-path" if images.model_path else "--checkpoint")
     images.check_type(generator)
     process = generator.process
     sampling.schedule_of_steps(process)  # --ddim-steps beyond the trained steps: one line, before any work
