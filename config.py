@@ -93,6 +93,7 @@ QUICK_TEST_GAUSSIAN_ARGS = [
     "--model", BUNDLED_GAUSSIAN_MODEL,
     *_QUICK_TEST_COMMON,
     "--output_dir", "results-gaussian",
+    "--weight_decay", "0.0",  # as the base was trained: decay would shrink the embeddings the noise is added to
     "--learning_rate", "1e-4",
     "--warmup_steps", "0.1",
     "--max_steps", "400",
