@@ -232,8 +232,15 @@ def stopped_from_dashboard(dashboard, trainer) -> bool:
     return True
 
 
-def watch(trainer, dashboard, samples) -> None:
-    """The dashboard's callback joins the trainer's, and hears about every sample."""
+def attach_samples(trainer, run_args, dashboard, make_samples) -> None:
+    """The samples written during training (``make_samples(every)``, unless --sample-every 0) and the
+    dashboard's callback, which hears about every sample."""
+    every = sample_every(run_args, dashboard)
+    samples = make_samples(every or 0) if every != 0 else None
+    if samples is not None:
+        samples.trainer = trainer
+        # First in the list: at the end of training it writes before TensorBoard's callback closes its writer.
+        trainer.callback_handler.callbacks.insert(0, samples)
     if dashboard is not None:
         trainer.add_callback(dashboard)
         if samples is not None:
@@ -355,16 +362,9 @@ def run(argv: list[str], dashboard=None) -> int:
     ema = EMACallback(run_args.ema_decay) if run_args.use_ema else None
     if ema is not None:
         trainer.add_callback(ema)
-    samples = None
-    every = sample_every(run_args, dashboard)
-    if every != 0:
-        samples = SamplesCallback(text_sampler(model_args.objective, tokenizer, data_args.max_length, diffusion_config,
-                                               process, gauss_args.sampler, gauss_args.ddim_steps),
-                                  every=every or 0, num_texts=run_args.num_sample_texts)
-        samples.trainer = trainer
-        # First in the list: at the end of training it writes before TensorBoard's callback closes its writer.
-        trainer.callback_handler.callbacks.insert(0, samples)
-    watch(trainer, dashboard, samples)
+    attach_samples(trainer, run_args, dashboard, lambda every: SamplesCallback(
+        text_sampler(model_args.objective, tokenizer, data_args.max_length, diffusion_config, process,
+                     gauss_args.sampler, gauss_args.ddim_steps), every=every, num_texts=run_args.num_sample_texts))
     before, train_result = guarded_train(trainer, collator, model_args, diff_args, run_args, training_args, resume_from)
     if stopped_from_dashboard(dashboard, trainer):
         return 0
@@ -525,13 +525,9 @@ def run_image(argv: list[str], dashboard=None) -> int:
         return image_grid(result.images, per_row, scale=max(1, 64 // size), row_labels=rows,
                           title=f"{options.describe(process)}, step {trainer.state.global_step}")
 
-    samples = None
-    every = sample_every(run_args, dashboard)
-    if every != 0:  # one sample of each class, at every evaluation (or every --sample-every steps)
-        samples = ImageSamplesCallback(lambda model: grid(model, per_row=1), every=every or 0)
-        samples.trainer = trainer
-        trainer.callback_handler.callbacks.insert(0, samples)
-    watch(trainer, dashboard, samples)
+    # one sample of each class, at every evaluation (or every --sample-every steps)
+    attach_samples(trainer, run_args, dashboard,
+                   lambda every: ImageSamplesCallback(lambda model: grid(model, per_row=1), every=every))
     if dashboard is not None:
         dashboard.y_label = "noise-prediction MSE (per pixel)"
     before, train_result = guarded_train(trainer, collator, image_args, image_args, run_args, training_args, resume_from)
