@@ -83,6 +83,19 @@ def test_quick_test_without_a_bundled_base_says_so(monkeypatch):
     assert run.note == "note: no bundled base at /nonexistent/mlm-base; the quick test trains from scratch instead"
 
 
+def test_gaussian_quick_test_trains_a_fresh_denoiser_unless_a_model_is_named():
+    import config
+
+    model, _, _, _, run, training = config.parse_train_args(["--quick-test", "--objective", "gaussian"])
+    assert (model.model, model.model_config, run.note) == (None, "tiny", None)
+    assert (training.learning_rate, training.max_steps, training.weight_decay) == (1e-3, 250, 0.0)
+    assert training.output_dir == "results-gaussian"
+    # Fine-tuning the converged base stays one flag away, at the rate the user gives.
+    model, _, _, _, _, training = config.parse_train_args(
+        ["--quick-test", "--objective", "gaussian", "--model", "models/gaussian-base", "--learning_rate", "1e-4"])
+    assert (model.model, model.model_config, training.learning_rate) == ("models/gaussian-base", None, 1e-4)
+
+
 def test_per_level_scalars_in_log_history(micro_run):
     state = json.loads(open(os.path.join(micro_run, "checkpoint-6", "trainer_state.json")).read())
     train_logs = [entry for entry in state["log_history"] if "loss" in entry]
