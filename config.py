@@ -98,7 +98,7 @@ QUICK_TEST_GAUSSIAN_ARGS = [
     "--model-config", "tiny",
     *_QUICK_TEST_COMMON,
     "--output_dir", "results-gaussian",
-    "--weight_decay", "0.0",  # as the base was trained: decay would shrink the embeddings the noise is added to
+    "--weight_decay", "0.0",  # as models/gaussian-base: decay would shrink the embeddings the noise is added to
     "--learning_rate", "1e-3",  # a fresh model wants the larger rate (the base's recipe)
     "--warmup_steps", "0.1",
     "--max_steps", "250",
