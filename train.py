@@ -277,6 +277,10 @@ def run(argv: list[str], dashboard=None) -> int:
     if model_args.model is not None:
         model = load_model(model_args.objective, model_args.model, OFFLINE_HINT)
         source = model_args.model
+        if model_args.objective == "gaussian" and not model.config.given_text_at_step_zero:
+            # A model saved before the option: from now on its given text is marked by step 0 (model.py)
+            model.config.given_text_at_step_zero = True
+            source += ", its given text now marked by step 0"
     elif model_args.objective == "gaussian":
         model = build_gaussian_model(model_args.model_config, tokenizer, data_args.max_length, gauss_args.embedding_dim,
                                      model_args.config_overrides_dict())

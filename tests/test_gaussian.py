@@ -178,6 +178,29 @@ def test_the_denoiser_predicts_x0_of_the_input_shape_and_ignores_padding():
         assert torch.allclose(model(x_t, steps, mask, self_condition=torch.zeros(2, 10, 8)), out)
 
 
+def test_given_text_is_marked_by_step_zero_and_old_configs_keep_one_step_per_row(tmp_path):
+    """given_text_at_step_zero: the given positions are called at step 0, the others at k; a config
+    saved before the option loads without it and keeps the (B,) steps, so its outputs do not change."""
+    model = _tiny(given_text_at_step_zero=True)
+    steps = torch.tensor([7, 30])
+    given = torch.tensor([[True, False, False, True], [False, True, False, False]])
+    assert torch.equal(model.position_steps(steps, given), torch.tensor([[0, 7, 7, 0], [30, 0, 30, 30]]))
+    assert torch.equal(model.position_steps(steps, None), steps)
+    x_t = torch.randn(2, 4, 8)
+    with torch.no_grad():
+        # one step per row is the same as that step at every position
+        assert torch.allclose(model(x_t, steps), model(x_t, steps[:, None].expand(2, 4)), atol=1e-6)
+        marked = model(x_t, model.position_steps(steps, given))
+        assert not torch.allclose(marked, model(x_t, steps))  # the mark is an input
+    old = _tiny()
+    assert not old.config.given_text_at_step_zero and torch.equal(old.position_steps(steps, given), steps)
+    config = old.config.to_dict()
+    del config["given_text_at_step_zero"]  # as in config.json files written before the option
+    from diffusion.gaussian.model import GaussianTextConfig
+
+    assert GaussianTextConfig.from_dict(config).given_text_at_step_zero is False
+
+
 def test_the_denoiser_reloads_through_automodel_with_identical_outputs(tmp_path):
     from transformers import AutoConfig, AutoModel
 

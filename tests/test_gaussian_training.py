@@ -139,6 +139,7 @@ def test_training_writes_a_loadable_gaussian_checkpoint_with_its_process(gaussia
 
     model = AutoModel.from_pretrained(final)
     assert type(model).__name__ == "GaussianTextModel" and model.config.embedding_dim == 8
+    assert model.config.given_text_at_step_zero  # every model train.py trains marks its given text
     metrics = json.load(open(os.path.join(gaussian_run, "metrics.json")))
     for level in ("0.1", "0.5", "1.0"):
         assert 0 <= metrics["final"][f"eval_acc_noise_{level}"] <= 1

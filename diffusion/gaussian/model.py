@@ -41,7 +41,8 @@ class GaussianTextConfig(PretrainedConfig):
     def __init__(self, vocab_size: int = 8192, embedding_dim: int = 32, hidden_size: int = 256,
                  num_hidden_layers: int = 4, num_attention_heads: int = 4, intermediate_size: int = 1024,
                  max_position_embeddings: int = 64, hidden_dropout_prob: float = 0.1,
-                 self_conditioning: bool = True, pad_token_id: int = 1, **kwargs):
+                 self_conditioning: bool = True, given_text_at_step_zero: bool = False, pad_token_id: int = 1,
+                 **kwargs):
         super().__init__(pad_token_id=pad_token_id, **kwargs)
         if hidden_size % num_attention_heads:
             raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_attention_heads}")
@@ -54,6 +55,12 @@ class GaussianTextConfig(PretrainedConfig):
         self.max_position_embeddings = max_position_embeddings
         self.hidden_dropout_prob = hidden_dropout_prob
         self.self_conditioning = self_conditioning
+        # Given text (a --prefix, a --text template, the trainer's fixed text) is told apart by its
+        # step: 0 at its positions, k elsewhere. Without it, a clean embedding (about unit variance
+        # per dimension) looks like one more noise draw at high t, and the model learns to ignore
+        # the text it is given (docs/GAUSSIAN_TEXT.md, "Given text is marked by its step").
+        # False only in configs saved before the option existed; every model train.py trains sets it.
+        self.given_text_at_step_zero = given_text_at_step_zero
 
 
 def step_embedding(steps: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -112,9 +119,18 @@ class GaussianTextModel(PreTrainedModel):
         """(B, L, d) -> (B, L, V): each vector scored against every token's embedding (dot product)."""
         return F.linear(x, self.word_embeddings.weight)
 
+    def position_steps(self, steps: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
+        """The steps to call forward with: (B,) steps and (B, L) bool given text -> (B, L), 0 where given.
+
+        Unchanged (B,) for a config saved before ``given_text_at_step_zero`` or without given text.
+        """
+        if given is None or not self.config.given_text_at_step_zero:
+            return steps
+        return torch.where(given, torch.zeros_like(steps)[:, None], steps[:, None])
+
     def forward(self, x_t: torch.Tensor, steps: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 self_condition: torch.Tensor | None = None) -> torch.Tensor:
-        """x_t (B, L, d) at diffusion steps (B,) -> the predicted x0 (B, L, d).
+        """x_t (B, L, d) at diffusion steps (B,), or (B, L) per position -> the predicted x0 (B, L, d).
 
         attention_mask (B, L): 1 where a position is real (attended), 0 for padding.
         self_condition (B, L, d): the previous x0 estimate (self-conditioning), zeros when None.
@@ -128,7 +144,9 @@ class GaussianTextModel(PreTrainedModel):
             x_t = torch.cat([x_t, self_condition], dim=-1)  # (B, L, 2d)
         h = self.input_up(x_t)  # (B, L, H)
         h = h + self.position_embeddings(torch.arange(length, device=h.device))[None]
-        h = h + self.step_mlp(step_embedding(steps, self.config.hidden_size))[:, None, :]
+        per_row = steps.dim() == 1
+        step_h = self.step_mlp(step_embedding(steps.reshape(-1), self.config.hidden_size))  # (B or B*L, H)
+        h = h + (step_h[:, None, :] if per_row else step_h.view(batch, length, -1))
         h = self.dropout(h)
         padding = None if attention_mask is None else ~attention_mask.bool()  # True = ignore (PyTorch's convention)
         h = self.encoder(h, src_key_padding_mask=padding)
@@ -152,6 +170,7 @@ def build_gaussian_model(preset: str, tokenizer, max_length: int, embedding_dim:
     from diffusion.text.models import typed_override
 
     config = GaussianTextConfig(vocab_size=len(tokenizer), embedding_dim=embedding_dim or DEFAULT_EMBEDDING_DIM,
+                                given_text_at_step_zero=True,
                                 max_position_embeddings=max_length, pad_token_id=tokenizer.pad_token_id,
                                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                 **GAUSSIAN_PRESETS[preset])

@@ -207,7 +207,7 @@ def sample(model, process: GaussianProcess, tokenizer, prompt: GaussianPrompt, o
     trace = []
     steps = options.schedule_of_steps(process)
     for k, k_prev in steps:
-        ks = torch.full((shape[0],), k, dtype=torch.long, device=device)
+        ks = model.position_steps(torch.full((shape[0],), k, dtype=torch.long, device=device), ~gen[..., 0])
         x = torch.where(gen, x, fixed)  # partial noising: the fixed text stays clean
         x0_hat = model(x, ks, mask, estimate)  # (B, L, d)
         if options.clamp:

@@ -113,6 +113,7 @@ def denoise_terms(model, process: GaussianProcess, input_ids: torch.Tensor, atte
     keep = None if fixed is None else fixed[..., None]  # (B, L, 1)
     if keep is not None:
         x_t = torch.where(keep, x0, x_t)
+    steps = core.position_steps(steps, fixed)  # (B,), or (B, L) with 0 at the fixed text
     estimate = None
     if self_condition and core.config.self_conditioning:
         with torch.no_grad():  # the unwrapped module: no DDP collective in a pass that some processes skip
