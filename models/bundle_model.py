@@ -120,6 +120,55 @@ def per_device_batch_size(run_dir: str, metrics: dict) -> int | None:
     return None
 
 
+def stage_line(stages: list[dict]) -> str:
+    """The card's line on the calls of train.py that made the model (more than one)."""
+    def one(stage: dict) -> str:
+        text = f"to step {stage['global_step']:,} in {stage['train_runtime_s']:.0f} s"
+        if stage.get("start") == "weights":
+            text += " (started from the weights above with `--model`: a fresh optimizer and learning-rate schedule)"
+        return text
+
+    if not any(stage.get("start") == "weights" for stage in stages):
+        return (f"- Trained in {len(stages)} calls of `train.py` in one folder, each resuming the last "
+                "checkpoint with a longer `--max_steps`: " + ", ".join(one(stage) for stage in stages))
+    return (f"- Trained in {len(stages)} calls of `train.py` (a `--resume` continues the folder of the call "
+            "before it): " + ", ".join(one(stage) for stage in stages))
+
+
+def how_made(name: str, info: dict) -> list[str]:
+    """The commands of the card's "How it was made", in the order they ran."""
+    if "how_made" in info:  # a continued model: the lines of the model it continues, then its own
+        return info["how_made"]
+    return [*info["commands"], f"python models/bundle_model.py {info['run_dir_name']} models/{name}"
+            + " --command \"...\"" * len(info["commands"])]
+
+
+def continued(info: dict, previous: dict, card_path: str) -> dict:
+    """``info`` of a run that started from the weights of the model ``previous`` (its card.json) describes.
+
+    The new card counts both: the previous commands and stages first (this run's stages moved
+    past the previous steps), steps, tokens, epochs and wall time summed; the measured numbers are
+    this run's.
+    """
+    if previous.get("objective") != info["objective"]:
+        raise ValueError(f"--continues: that card is of a {previous.get('objective')} model, this run is "
+                         f"{info['objective']}")
+    offset = previous["global_step"]
+    stages = [dict(stage) for stage in previous["stages"]]
+    for i, stage in enumerate(info["stages"]):
+        stage = dict(stage, global_step=stage["global_step"] + offset)
+        if i == 0:
+            stage["start"] = "weights"
+        stages.append(stage)
+    lines = [*how_made(previous["name"], previous), *info["commands"],
+             f"python models/bundle_model.py {info['run_dir_name']} models/{info['name']} --continues {card_path}"
+             + " --command \"...\"" * len(info["commands"])]
+    return dict(info, commands=previous["commands"] + info["commands"], stages=stages, how_made=lines,
+                global_step=offset + info["global_step"], train_tokens=previous["train_tokens"] + info["train_tokens"],
+                epochs=previous["epochs"] + info["epochs"],
+                train_runtime_s=round(sum(stage["train_runtime_s"] for stage in stages), 1))
+
+
 def card_text(name: str, info: dict, notes: str) -> str:
     """The model card (README.md) from the numbers in ``info``."""
     masked = info["objective"] == "masked"
@@ -149,18 +198,13 @@ def card_text(name: str, info: dict, notes: str) -> str:
         "## How it was made",
         "",
         "```bash",
-        *info["commands"],
-        f"python models/bundle_model.py {info['run_dir_name']} models/{name}"
-        + " --command \"...\"" * len(info["commands"]),
+        *how_made(name, info),
         "```",
         "",
         f"- Steps: {info['global_step']:,} of batch {info['batch_size']} documents "
         f"({info['train_tokens'] / 1e6:.1f}M tokens seen, {info['epochs']:.1f} epochs of the corpus)",
         f"- Training wall time: {info['train_runtime_s'] / 60:.0f} min ({info['train_runtime_s']:.0f} s)",
-        *([f"- Trained in {len(info['stages'])} calls of `train.py` in one folder, each resuming the last "
-             "checkpoint with a longer `--max_steps`: "
-             + ", ".join(f"to step {st['global_step']:,} in {st['train_runtime_s']:.0f} s" for st in info["stages"])]
-          if len(info["stages"]) > 1 else []),
+        *([stage_line(info["stages"])] if len(info["stages"]) > 1 else []),
         f"- Machine: {info['machine']}; {info['threads_note']}",
         f"- Final training loss: {info['train_loss']}",
         "",
@@ -203,11 +247,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--command", required=True, action="append",
                         help="the exact train.py command that made the run; repeat it, in order, for a run "
                              "trained in several calls (each later one with --resume and a longer --max_steps)")
+    parser.add_argument("--continues", metavar="CARD_JSON",
+                        help="the card.json of the bundled model the run started from (its train.py --model): its "
+                             "commands, stages, steps, tokens and wall time come first on the new card")
     parser.add_argument("--notes", help="a markdown file appended to the card (choices made, and why)")
     parser.add_argument("--threads-note", default="", help="how the CPU was shared during training")
     parser.add_argument("--max-eval-samples", type=int, help="measure on the first N held-out documents (default: all)")
     args = parser.parse_args(argv)
 
+    previous = None
+    if args.continues:  # read now: the folder it lies in may be the one this call replaces
+        try:
+            with open(args.continues) as f:
+                previous = json.load(f)
+        except (OSError, ValueError) as error:
+            print(f"error: --continues {args.continues!r} is not a readable card.json ({error})", file=sys.stderr)
+            return 2
     final = os.path.join(args.run_dir, "final-model")
     if not os.path.isdir(final) or not os.path.isfile(os.path.join(args.run_dir, "metrics.json")):
         print(f"error: {args.run_dir!r} has no final-model/ and metrics.json: is the run finished?", file=sys.stderr)
@@ -286,6 +341,12 @@ def main(argv: list[str] | None = None) -> int:
         "threads_note": args.threads_note or "training had the machine to itself",
         "eval": evaluation,
     }
+    if previous is not None:
+        try:
+            info = continued(info, previous, args.continues)
+        except (KeyError, ValueError) as error:
+            print(f"error: --continues {args.continues!r}: {error}", file=sys.stderr)
+            return 2
     notes = ""
     if args.notes:
         with open(args.notes) as f:

@@ -83,3 +83,36 @@ def test_unfinished_run_is_refused(tmp_path, capsys):
     assert bundle_model.main([str(tmp_path), str(tmp_path / "out"), "--command", "x"]) == 2
     assert "is the run finished?" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_run_started_from_a_bundled_model_continues_its_card(bundled, tmp_path, small_corpus, capsys):
+    """--continues CARD: the new card counts the model's earlier training first (commands, stages,
+    steps, tokens, wall time); a card that cannot be read is one line and writes nothing."""
+    objective, out, command = bundled
+    if objective != "gaussian":
+        pytest.skip("one objective is enough: the bookkeeping does not depend on it")
+    first = json.loads((out / "card.json").read_text())
+    argv = [*FAST, "--objective", "gaussian", "--model", str(out), "--dataset", small_corpus, "--max_steps", "3",
+            "--output_dir", str(tmp_path / "run2")]
+    assert train_in_process(argv) == 0
+    second = "python train.py " + " ".join(argv)
+    assert bundle_model.main([str(tmp_path / "run2"), str(tmp_path / "out2"), "--continues", str(out / "card.json"),
+                              "--command", second, "--max-eval-samples", "16"]) == 0
+    info = json.loads((tmp_path / "out2" / "card.json").read_text())
+    assert info["commands"] == [command, second] and info["global_step"] == 5
+    assert [(st["global_step"], st["steps"], st.get("start")) for st in info["stages"]] == [(2, 2, None), (5, 3, "weights")]
+    run2 = json.loads((tmp_path / "run2" / "metrics.json").read_text())
+    assert info["train_tokens"] == first["train_tokens"] + int(run2["train_tokens"] * run2["final"]["epoch"])
+    assert info["train_runtime_s"] == pytest.approx(first["train_runtime_s"] + run2["train_runtime_s"], abs=0.2)
+    text = (tmp_path / "out2" / "README.md").read_text()
+    assert text.index(command) < text.index(f"--continues {out / 'card.json'}") and second in text
+    assert "Trained in 2 calls of `train.py`" in text and "started from the weights above" in text
+    # the continued model's config now marks its given text (train.py sets it on a loaded Gaussian model)
+    assert json.loads((tmp_path / "out2" / "config.json").read_text())["given_text_at_step_zero"] is True
+
+    missing = str(tmp_path / "nowhere" / "card.json")
+    assert bundle_model.main([str(tmp_path / "run2"), str(tmp_path / "out3"), "--continues", missing,
+                              "--command", second]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: --continues {missing!r} is not a readable card.json")
+    assert not (tmp_path / "out3").exists()
