@@ -122,7 +122,7 @@ def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, i
     """Sample an image checkpoint: a grid (pixels enlarged, not smoothed) and one PNG per image in --output-dir."""
     refuse_text_flags(given - {"--checkpoint", "--device", "--seed", "--num-samples", "--prompt"},
                       dataclass_flags(GenerationArguments) | dataclass_flags(DecodeOptions)
-                      | {"--clamp", "--no-self-conditioning", "--json"})
+                      | {"--clamp", "--clamp-temperature", "--no-self-conditioning", "--json"})
     sampling = sampling_options(gaussian, images)
     check_writable(images.output_dir, "--output-dir")
     quiet_loading()

@@ -225,7 +225,7 @@ def run_image(args, options: DecodeOptions, gaussian: GaussianSamplingOptions, i
     """An image checkpoint: x_t and the predicted x_0 of one sample per class, at every drawn step."""
     refuse_text_flags(given - {"--checkpoint", "--device", "--seed", "--prompt"},
                       dataclass_flags(GenerationArguments) | dataclass_flags(DecodeOptions)
-                      | {"--clamp", "--no-self-conditioning", "--width"})
+                      | {"--clamp", "--clamp-temperature", "--no-self-conditioning", "--width"})
     sampling = sampling_options(gaussian, images)
     quiet_loading()
     generator = load_image_generator(args.checkpoint, "--model-path" if images.model_path else "--checkpoint")

@@ -20,7 +20,8 @@ samples at once with seed ``--seed + prompt index``, the same for every setting,
 * Gaussian diffusion (``--gaussian-checkpoint``, default results-gaussian/final-model or the
   bundled models/gaussian-base; ``--no-gaussian`` leaves it out): DDPM with every trained step and
   DDIM at each of ``--gaussian-ddim-steps`` (10 25 50 100 200), self-conditioned, not clamped;
-  and at DDPM and DDIM 50 also clamped, without self-conditioning, and both.  Its prompt is held
+  and at DDPM and DDIM 50 also clamped, without self-conditioning, and both; and at DDIM 50 with
+  the drawn clamp (``--clamp-temperature``, at ``DRAWN_CLAMP_TEMPERATURE``).  Its prompt is held
   fixed (diffusion/gaussian/sampling.py) and each sample's length is drawn from the training
   lengths (at least the prompt and 1 token, at most the prompt and ``--max-new-tokens``, and the
   model's positions): a Gaussian model has no end-of-text decision of its own inside a row, the
@@ -62,7 +63,13 @@ from diffusion.checkpoint import ModelLoadError, check_length, quiet_loading, re
 from diffusion.cli import parse_args, run_main  # noqa: E402
 from diffusion.device import pick_device  # noqa: E402
 from diffusion.gaussian.generation import load_gaussian_generator  # noqa: E402
-from diffusion.gaussian.sampling import GaussianSamplingOptions, gaussian_prompt, lengths_after_prompt, sample  # noqa: E402
+from diffusion.gaussian.sampling import (  # noqa: E402
+    DRAWN_CLAMP_TEMPERATURE,
+    GaussianSamplingOptions,
+    gaussian_prompt,
+    lengths_after_prompt,
+    sample,
+)
 from diffusion.masked.cache import resolve_cache  # noqa: E402
 from diffusion.masked.generation import load_generator  # noqa: E402
 from diffusion.masked.unmasking import DecodeOptions, continuations, decode, prompt_from_ids  # noqa: E402
@@ -226,12 +233,19 @@ def gaussian_settings(args: QualityArguments, num_steps: int) -> list[tuple[str,
     for base in (GaussianSamplingOptions(sampler="ddpm"), GaussianSamplingOptions(ddim_steps=min(anchor, num_steps))):
         for clamp, no_sc in ((True, False), (False, True), (True, True)):
             variants.append(dataclasses.replace(base, clamp=clamp, no_self_conditioning=no_sc))
+    # and the drawn clamp at DDIM 50: each estimate snapped to a token drawn at the temperature below
+    variants.append(dataclasses.replace(variants[-1], clamp=False, no_self_conditioning=False,
+                                        clamp_temperature=DRAWN_CLAMP_TEMPERATURE))
     out = []
     for options in plain + variants:
         passes = num_steps if options.sampler == "ddpm" else options.ddim_steps
+        drawn = options.clamp_temperature is not None
         out.append((f"{options.sampler.upper()} {passes} steps"
-                    + (", clamped" if options.clamp else "") + (", no self-cond." if options.no_self_conditioning else ""),
-                    dict(sampler=options.sampler, steps=passes, clamp=options.clamp,
+                    + (", clamped" if options.clamp else "")
+                    + (f", drawn clamp (T {options.clamp_temperature:g})" if drawn else "")
+                    + (", no self-cond." if options.no_self_conditioning else ""),
+                    dict(sampler=options.sampler, steps=passes, clamp=options.clamp or drawn,
+                         clamp_temperature=options.clamp_temperature,
                          self_conditioning=not options.no_self_conditioning), options))
     return out
 

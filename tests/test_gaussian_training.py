@@ -103,6 +103,34 @@ def test_sampling_is_seeded_holds_the_prefix_and_ddim_eta_0_is_deterministic(tok
     assert all(float(step.probs[prompt.generate].min()) > 0 for step in clamped.trace)
 
 
+def test_a_drawn_clamp_snaps_every_estimate_to_a_seeded_draw_of_tokens(tokenizer, monkeypatch):
+    """--clamp-temperature T: each estimate becomes the embedding of a token drawn from the rounding
+    distribution at T (seeded), not of its argmax; a very low T is the argmax clamp again."""
+    model = _micro_model(tokenizer)
+    process = GaussianProcess("sqrt", 20)
+    prompt = gaussian_prompt(tokenizer, [12, 9])
+    drawn_options = GaussianSamplingOptions(ddim_steps=5, clamp_temperature=1.0)
+    estimates = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda *a, **k: estimates.append(a[3]) or forward(*a, **k))
+    drawn = sample(model, process, tokenizer, prompt, drawn_options, seed=3)
+    table = model.get_input_embeddings().weight.detach()  # (V, d)
+    for previous in estimates[1:]:  # what each model call after the first is fed: the last (snapped) estimate
+        rows = previous[prompt.generate]  # (n, d)
+        gap = (rows[:, None] - table[None]).abs().amax(dim=-1).min(dim=1).values  # (n,) to the nearest row
+        assert float(gap.max()) == 0.0  # every one a row of the table, exactly
+    again = sample(model, process, tokenizer, prompt, drawn_options, seed=3)
+    assert drawn.texts == again.texts
+    argmax = sample(model, process, tokenizer, prompt, GaussianSamplingOptions(ddim_steps=5, clamp=True), seed=3)
+    assert drawn.texts != argmax.texts  # an untrained model's rounding is uncertain: draws differ from its argmax
+    cold = sample(model, process, tokenizer, prompt, GaussianSamplingOptions(ddim_steps=5, clamp_temperature=1e-6),
+                  seed=3)
+    assert torch.equal(cold.ids, argmax.ids)
+    assert "clamped to drawn tokens (temperature 1)" in drawn_options.describe(process)
+    with pytest.raises(ValueError, match="--clamp-temperature must be above 0, got 0"):
+        GaussianSamplingOptions(clamp_temperature=0.0)
+
+
 def test_generated_lengths_follow_the_training_lengths():
     quantiles = length_quantiles(list(range(10, 31)))  # lengths 10..30, uniform
     assert quantiles[0] == 10 and quantiles[-1] == 30 and quantiles == sorted(quantiles)
@@ -216,6 +244,8 @@ def test_bad_generation_input_is_one_line(gaussian_run, checkpoint, capsys):
     final = os.path.join(gaussian_run, "final-model")
     cases = [
         ([final, "--eta", "1.5"], "--eta must lie in [0, 1], got 1.5"),
+        ([final, "--clamp-temperature", "-1"], "--clamp-temperature must be above 0, got -1"),
+        ([checkpoint, "--clamp-temperature", "0.7"], "--clamp-temperature only applies to a Gaussian checkpoint"),
         ([final, "--ddim-steps", "50"], "--ddim-steps must lie in 1..20 (the trained steps), got 50"),
         ([final, "--remasking", "random"], "--remasking only applies to a masked checkpoint"),
         ([checkpoint, "--ddim-steps", "10"], "--ddim-steps only applies to a Gaussian checkpoint"),

@@ -126,19 +126,21 @@ def test_cli_small_run_writes_table_json_and_plot(checkpoint, gpt2_checkpoint, g
             "--judge", judge_checkpoint, *SMALL, "--output-dir", str(out)]
     proc = run_script(argv)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # reference + 2 steps x 1 schedule x 2 remasking rules + threshold + 9 Gaussian + gpt2: one progress line each
+    # reference + 2 steps x 1 schedule x 2 remasking rules + threshold + 10 Gaussian + gpt2: one progress line each
     progress = [line for line in proc.stdout.splitlines() if line.startswith("[")]
-    assert len(progress) == 16 and progress[0].startswith("[1/16] reference") and progress[-1].startswith("[16/16] gpt2")
+    assert len(progress) == 17 and progress[0].startswith("[1/17] reference") and progress[-1].startswith("[17/17] gpt2")
     data = json.loads((out / "quality.json").read_text())
     assert data["meta"]["judge"] == judge_checkpoint and data["meta"]["num_prompts"] == 2
     assert data["meta"]["gaussian_model"] == gaussian_checkpoint
     rows = data["rows"]
-    assert [r["generator"] for r in rows] == ["reference"] + ["diffusion"] * 5 + ["gaussian"] * 9 + ["gpt2"]
+    assert [r["generator"] for r in rows] == ["reference"] + ["diffusion"] * 5 + ["gaussian"] * 10 + ["gpt2"]
     gaussian = [(r["sampler"], r["steps"], r["clamp"], r["self_conditioning"], r["forward_passes_per_prompt"])
                 for r in rows if r["generator"] == "gaussian"]
     assert gaussian[:3] == [("ddpm", 20, False, True, 20.0), ("ddim", 2, False, True, 2.0), ("ddim", 4, False, True, 4.0)]
-    assert {(s, c, sc) for s, _, c, sc, _ in gaussian[3:]} == {(s, c, sc) for s in ("ddpm", "ddim")
-                                                                for c, sc in ((True, True), (False, False), (True, False))}
+    assert {(s, c, sc) for s, _, c, sc, _ in gaussian[3:9]} == {(s, c, sc) for s in ("ddpm", "ddim")
+                                                                 for c, sc in ((True, True), (False, False), (True, False))}
+    drawn = [r for r in rows if r["generator"] == "gaussian"][-1]  # the drawn clamp, at the DDIM count nearest 50
+    assert (drawn["sampler"], drawn["steps"], drawn["clamp_temperature"]) == ("ddim", 4, 0.7)
     for r in rows:
         if r["generator"] == "gaussian":  # the prompt is kept: every text continues it
             assert r["example"][:5] == rows[0]["example"][:5], r["example"]
@@ -154,7 +156,8 @@ def test_cli_small_run_writes_table_json_and_plot(checkpoint, gpt2_checkpoint, g
     assert rows[0]["length_tokens"] == 6.0  # the held-out text's own next 6 tokens
     md = (out / "quality.md").read_text()
     assert "| generator | setting | passes / prompt |" in md and md.count("| diffusion |") == 5
-    assert md.count("| gaussian |") == 9 and "DDIM 4 steps, clamped, no self-cond." in md
+    assert md.count("| gaussian |") == 10 and "DDIM 4 steps, clamped, no self-cond." in md
+    assert "DDIM 4 steps, drawn clamp (T 0.7)" in md
     with Image.open(out / "quality_vs_steps.png") as png:
         assert png.size[0] > 800
     # the same seeds give the same texts; and results are not overwritten without --overwrite

@@ -58,7 +58,8 @@ def load_gaussian_generator(given: str | None, flag: str = "--checkpoint") -> Ga
                              GaussianProcess(config.schedule, config.diffusion_steps))
 
 
-MASKED_ONLY_HINT = "a Gaussian one samples with --sampler ddpm|ddim, --ddim-steps, --eta, --clamp"
+MASKED_ONLY_HINT = ("a Gaussian one samples with --sampler ddpm|ddim, --ddim-steps, --eta, --clamp, "
+                    "--clamp-temperature")
 
 
 def prepare_sampling(checkpoint: str | None, options: GaussianSamplingOptions, foreign: list[str],

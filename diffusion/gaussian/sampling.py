@@ -10,6 +10,7 @@ Every step (DDPM: k = N, N-1, ..., 1; DDIM: the ``ddim_steps`` of ``process.ddim
 
     x0_hat = model(x_k, k, attention_mask, previous x0_hat)     self-conditioning: always the last estimate
     x0_hat = E[argmax(x0_hat . E^T)]                            with --clamp (Diffusion-LM's clamping trick)
+    x0_hat = E[w], w ~ softmax(x0_hat . E^T / T)                with --clamp-temperature T (a drawn token instead)
     x_{k_prev} = ddpm_step / ddim_step(x_k, k, x0_hat)          diffusion/gaussian/process.py
 
 Fixed text (with a ``--prefix`` or a ``--text`` template: ``<s>``, the given words and the
@@ -30,6 +31,7 @@ from diffusion.gaussian.process import GaussianProcess
 from diffusion.text.tokens import decode_text
 
 SAMPLERS = ("ddpm", "ddim")
+DRAWN_CLAMP_TEMPERATURE = 0.7  # --clamp-temperature's suggested value; benchmarks/quality.py's drawn-clamp row
 DEFAULT_DDIM_STEPS = 50  # DDIM's usual "50 steps instead of 1000"; fewer when the model has fewer
 MASK_PLACEHOLDER = "[MASK]"
 
@@ -57,6 +59,12 @@ class GaussianSamplingOptions:
         metadata={"help": "Gaussian checkpoints: snap every predicted x0 to the nearest token embedding "
                   "(Diffusion-LM's clamping trick)."},
     )
+    clamp_temperature: float | None = field(
+        default=None,
+        metadata={"help": "Gaussian text checkpoints: snap every predicted x0 to a token drawn from its rounding "
+                  f"distribution at this temperature, not to the nearest one (a stochastic --clamp; "
+                  f"{DRAWN_CLAMP_TEMPERATURE} is a good start)."},
+    )
     no_self_conditioning: bool = field(
         default=False,
         metadata={"help": "Gaussian checkpoints: feed zeros instead of the previous x0 estimate (what a model "
@@ -70,6 +78,8 @@ class GaussianSamplingOptions:
             raise ValueError(f"--ddim-steps must be at least 1, got {self.ddim_steps}")
         if not 0.0 <= self.eta <= 1.0:
             raise ValueError(f"--eta must lie in [0, 1], got {self.eta}")
+        if self.clamp_temperature is not None and not self.clamp_temperature > 0:
+            raise ValueError(f"--clamp-temperature must be above 0, got {self.clamp_temperature}")
 
     def schedule_of_steps(self, process: GaussianProcess) -> list[tuple[int, int]]:
         """[(k, k_prev), ...] from k = N down to k_prev = 0; a --ddim-steps above N is a ValueError."""
@@ -87,7 +97,11 @@ class GaussianSamplingOptions:
             text = f"DDPM, {process.num_steps} steps"
         else:
             text = f"DDIM, {self.steps_for(process)} of {process.num_steps} steps, eta {self.eta:g}"
-        return text + (", clamped" if self.clamp else "") + (", no self-conditioning" if self.no_self_conditioning else "")
+        if self.clamp_temperature is not None:
+            text += f", clamped to drawn tokens (temperature {self.clamp_temperature:g})"
+        elif self.clamp:
+            text += ", clamped"
+        return text + (", no self-conditioning" if self.no_self_conditioning else "")
 
 
 @dataclass
@@ -179,6 +193,17 @@ def _round(model, x0_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, p
 
 
+def _draw(model, x0_hat: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """(B, L, d) -> (B, L) tokens drawn from softmax(x0_hat . E^T / temperature), on the CPU.
+
+    The argmax of --clamp picks, at high noise, the corpus's most frequent tokens everywhere
+    ("a a of of the the"); a draw keeps the estimate's uncertainty, as the masked sampler's
+    categorical draw does (docs/GAUSSIAN_TEXT.md, "Sampling variants").
+    """
+    probs = torch.softmax(model.rounding_logits(x0_hat).float() / temperature, dim=-1).cpu()  # (B, L, V)
+    return torch.multinomial(probs.flatten(0, 1), 1, generator=generator).view(probs.shape[:-1])
+
+
 @torch.no_grad()
 def sample(model, process: GaussianProcess, tokenizer, prompt: GaussianPrompt, options: GaussianSamplingOptions,
            seed: int | None = 0, record_trace: bool = True) -> GaussianResult:
@@ -210,7 +235,9 @@ def sample(model, process: GaussianProcess, tokenizer, prompt: GaussianPrompt, o
         ks = model.position_steps(torch.full((shape[0],), k, dtype=torch.long, device=device), ~gen[..., 0])
         x = torch.where(gen, x, fixed)  # partial noising: the fixed text stays clean
         x0_hat = model(x, ks, mask, estimate)  # (B, L, d)
-        if options.clamp:
+        if options.clamp_temperature is not None:
+            x0_hat = model.embed(_draw(model, x0_hat, options.clamp_temperature, generator).to(device))
+        elif options.clamp:
             x0_hat = model.embed(_round(model, x0_hat)[0])
         x0_hat = torch.where(gen, x0_hat, fixed)
         estimate = None if options.no_self_conditioning else x0_hat
