@@ -16,6 +16,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+from collections.abc import Iterator
 
 from datasets import DatasetDict, load_dataset
 
@@ -240,6 +241,16 @@ def tokenize_datasets(raw: DatasetDict, tokenizer, text_column: str = "text", ma
             raise DataError(f"the {split} split has no usable examples after tokenisation "
                             f"(empty texts, or --packing with fewer than {max_length} tokens)")
     return tokenized
+
+
+def bundled_texts(split: str, corpus: str = BUNDLED_DATASET) -> Iterator[str]:
+    """The raw texts of a split of the bundled corpus ("train" or "validation"), in file order."""
+    path = BUNDLED_CORPORA[corpus][split]
+    if not os.path.exists(path):
+        raise DataError(f"the bundled corpus is missing ({path}); rebuild it with python data/build_corpus.py")
+    with gzip.open(path, "rt") as f:
+        for line in f:
+            yield json.loads(line)["text"]
 
 
 def held_out_documents(tokenizer, n: int, min_tokens: int, corpus: str = BUNDLED_DATASET) -> list[list[int]]:

@@ -14,6 +14,10 @@ numbers do not depend on which model wrote the text, and "dog." and "dog" are di
 * ``repetition_rate(texts, n=3)``: per text, the share of its word 3-grams that already appeared
   earlier in the *same* text (the degenerate loops of greedy decoding, Holtzman et al. 2020);
   averaged over the texts that have at least one 3-gram.
+* ``known_word_rate(texts, vocabulary)``: the share of the texts' words (runs of letters,
+  lower-cased) that occur in ``vocabulary``, e.g. every word of the training corpus
+  (``corpus_vocabulary``): are the samples words at all, or fragments glued together?  Lenient:
+  a fragment that happens to spell a rare corpus word counts as a word.
 * ``judge_perplexity``: exp(mean negative log-likelihood per token of the continuations,
   conditioned on their prompts), under a causal LM that is neither generator, using the judge's
   own tokenizer.  Tokens of all samples are pooled (sum of NLL / number of tokens), the usual
@@ -28,8 +32,9 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 REPETITION_N = 3
 
@@ -86,6 +91,22 @@ def text_quality(texts: Sequence[str], token_lengths: Sequence[int] | None = Non
     if token_lengths is not None:
         out["length_tokens"] = sum(token_lengths) / len(token_lengths) if token_lengths else 0.0
     return out
+
+
+def letter_words(text: str) -> list[str]:
+    """Runs of letters, lower-cased: "Dog's bark." -> ["dog", "s", "bark"] (known_word_rate's words)."""
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def corpus_vocabulary(texts: Iterable[str]) -> set[str]:
+    """Every letter word of ``texts`` (e.g. a training corpus)."""
+    return {w for text in texts for w in letter_words(text)}
+
+
+def known_word_rate(texts: Sequence[str], vocabulary: set[str]) -> float:
+    """Share of the texts' letter words found in ``vocabulary`` (0.0 when there are no words)."""
+    found = [w in vocabulary for text in texts for w in letter_words(text)]
+    return sum(found) / len(found) if found else 0.0
 
 
 def judge_token_ids(tokenizer, prompt: str, continuation: str) -> tuple[list[int], int]:
