@@ -40,7 +40,12 @@ from data_collator import VariableMaskingCollator, pad_input_ids  # noqa: E402
 from diffusion.checkpoint import load_diffusion_config, load_model, load_tokenizer  # noqa: E402
 from diffusion.cli import flag_value  # noqa: E402
 from diffusion.gaussian.process import GaussianProcess  # noqa: E402
-from diffusion.gaussian.trainer import NOISE_LEVELS, GaussianCollator, evaluate_per_noise_level  # noqa: E402
+from diffusion.gaussian.trainer import (  # noqa: E402
+    NOISE_LEVELS,
+    GaussianCollator,
+    evaluate_given_text,
+    evaluate_per_noise_level,
+)
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level  # noqa: E402
 from diffusion.masked.trainer import evaluate_per_level  # noqa: E402
 from diffusion.paths import BUNDLED_DATASET  # noqa: E402
@@ -91,9 +96,12 @@ def measure(model, tokenizer, objective: str, validation, max_examples: int | No
     if objective == "gaussian":
         results = evaluate_per_noise_level(model, process, validation, GaussianCollator(tokenizer), NOISE_LEVELS,
                                            batch_size=128, seed=0, show_progress=True)
+        given = evaluate_given_text(model, process, validation, GaussianCollator(tokenizer), DEFAULT_MASK_LEVELS,
+                                    batch_size=128, seed=0)
         return {"examples": len(validation), "schedule": process.schedule, "diffusion_steps": process.num_steps,
                 "per_level": {format_level(level): {k: round(r[k], 4) for k in ("loss", "mse", "accuracy")}
-                              for level, r in results.items()}}
+                              for level, r in results.items()},
+                "given_text": {format_level(share): round(r["accuracy"], 4) for share, r in given.items()}}
     collator = VariableMaskingCollator(tokenizer, mask_levels=DEFAULT_MASK_LEVELS, eos_padding_length=eos_padding_length)
     results = evaluate_per_level(model, validation, collator, DEFAULT_MASK_LEVELS, batch_size=128, seed=0,
                                  show_progress=True)
@@ -223,6 +231,12 @@ def card_text(name: str, info: dict, notes: str) -> str:
                   "---|---|---|---"]
         lines += [f"{level} | {r['loss']:.3f} | {r['mse']:.4f} | {r['accuracy']:.3f}"
                   for level, r in ev["per_level"].items()]
+        if "given_text" in ev:
+            lines += ["", "Reading the words around a gap, the masked model's test: a share m of each row's tokens "
+                      "starts from pure noise (k = N), the rest and both ends are given clean; rounding accuracy of "
+                      "the hidden tokens (compare models/masked-base's accuracy at mask level m).", "",
+                      "hidden share m | accuracy of the hidden tokens", "---|---"]
+            lines += [f"{share} | {accuracy:.3f}" for share, accuracy in ev["given_text"].items()]
     elif masked:
         per_level = info["eval"]["per_level"]
         end = all("end_accuracy" in r for r in per_level.values())  # measured after --eos-padding

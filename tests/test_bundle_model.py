@@ -74,6 +74,9 @@ def test_card_states_command_and_measured_numbers(bundled):
             assert 0.0 <= r["accuracy"] <= 1.0 and r["loss"] > 0 and r["mse"] > 0
             assert re.search(rf"^{re.escape(level)} \| {r['loss']:.3f} \| {r['mse']:.4f} \| {r['accuracy']:.3f}$",
                              text, re.M)
+        assert list(ev["given_text"]) == list(ev["per_level"])  # the ten shares 0.1 ... 1.0
+        for share, accuracy in ev["given_text"].items():
+            assert 0.0 <= accuracy <= 1.0 and re.search(rf"^{re.escape(share)} \| {accuracy:.3f}$", text, re.M)
     else:
         assert info["eval"]["perplexity"] == pytest.approx(2.718281828 ** info["eval"]["loss"], rel=1e-3)
         assert f"perplexity {info['eval']['perplexity']:.1f}" in text

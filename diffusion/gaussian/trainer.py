@@ -229,6 +229,50 @@ def evaluate_per_noise_level(model, process: GaussianProcess, dataset, collator,
             for j, level in enumerate(levels)}
 
 
+@torch.no_grad()
+def evaluate_given_text(model, process: GaussianProcess, dataset, collator, shares, batch_size: int = 64,
+                        seed: int = 0) -> dict[float, dict[str, float]]:
+    """Rounding accuracy of hidden tokens when the rest of the row is given: the masked model's test.
+
+    At each share m, every token between ``<s>`` and ``</s>`` is hidden with probability m (at
+    least one per row) and starts from pure noise at k = N; the others, and both ends, are given
+    clean, as a ``--text`` template gives them.  Two self-conditioned passes, as in
+    evaluate_per_noise_level.  A masked LM's accuracy at mask level m answers the same question
+    (models/masked-base/README.md): how well does the model read the words around a gap?
+    Returns {m: {"accuracy", "tokens"}}.
+    """
+    model = _unwrap(model)
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    stats = torch.zeros(len(shares), 2, dtype=torch.float64)  # correct, count
+    generator = torch.Generator()
+    steps_n = process.num_steps
+    for b in range((len(dataset) + batch_size - 1) // batch_size):
+        batch = collator([{"input_ids": ids} for ids in dataset[b * batch_size:(b + 1) * batch_size]["input_ids"]])
+        ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+        lengths = mask.sum(dim=1)  # (B,)
+        position = torch.arange(ids.shape[1], device=device)[None]  # (1, L)
+        inner = (position > 0) & (position < (lengths - 1)[:, None])  # (B, L): between <s> and </s>
+        for j, share in enumerate(shares):
+            seed_level_noise(generator, seed, b, j)
+            draw = torch.rand(ids.shape, generator=generator).to(device)
+            hidden = (draw < share) & inner
+            # at least one hidden token per row: the one with the lowest draw
+            first = torch.where(inner, draw, torch.full_like(draw, 2.0)).argmin(dim=1)  # (B,)
+            hidden[torch.arange(ids.shape[0], device=device), first] |= inner.any(dim=1)
+            noise = torch.randn(*ids.shape, model.config.embedding_dim, generator=generator).to(device)
+            steps = torch.full((ids.shape[0],), steps_n, dtype=torch.long, device=device)
+            terms = denoise_terms(model, process, ids, mask, steps, noise, self_condition=True,
+                                  fixed=mask.bool() & ~hidden)
+            stats[j, 0] += terms["correct"][hidden].sum().item()
+            stats[j, 1] += hidden.sum().item()
+    model.train(was_training)
+    return {float(share): {"accuracy": float(stats[j, 0] / stats[j, 1]) if stats[j, 1] else float("nan"),
+                           "tokens": int(stats[j, 1])}
+            for j, share in enumerate(shares)}
+
+
 def noise_level_metrics(results: dict[float, dict[str, float]], prefix: str = "eval") -> dict[str, float]:
     """Flat metrics: eval_loss_noise_0.5, eval_acc_noise_0.5, eval_mse_noise_0.5, ..., eval_loss / eval_acc (means)."""
     metrics = {}
