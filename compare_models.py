@@ -11,7 +11,7 @@
 The diffusion side decodes with generate.py's defaults unless told otherwise: with blocks (the
 bundled model's) the dual cache of diffusion/masked/cache.py, --threshold 0.9, one step per position.
 With --gaussian-checkpoint a Gaussian diffusion model runs a third lane (--sampler, --ddim-steps,
---eta, --clamp as in generate.py), continuing the same prompt (or filling the same template) in a
+--eta, --clamp, --clamp-temperature as in generate.py), continuing the same prompt (or filling the same template) in a
 row whose length is drawn from its training lengths, its estimate rounded to tokens at every step.
 Both models run on the same prompt with the same sampling flags and seed; GPT-2 generates as many
 new tokens as the diffusion model fills (in --infill mode: the rest of the template after the
@@ -79,7 +79,7 @@ class CompareArguments:
     gaussian_checkpoint: str | None = field(
         default=None,
         metadata={"help": "A third lane: a Gaussian diffusion model (models/gaussian-base, results-gaussian/final-model), "
-                  "sampled with --sampler, --ddim-steps, --eta, --clamp."},
+                  "sampled with --sampler, --ddim-steps, --eta, --clamp, --clamp-temperature."},
     )
     prompt: str | None = field(default=None, metadata={"help": "Text both models continue (kept unchanged)."})
     infill: str | None = field(

@@ -13,7 +13,7 @@
 The objective comes from the checkpoint's diffusion_config.json. The masked decoder and its flags
 live in diffusion/masked/unmasking.py, the schedules in diffusion/schedules.py, the token sampling
 in diffusion/text/sampling.py, loading the model in diffusion/masked/generation.py; the Gaussian
-sampler and its flags (--sampler, --ddim-steps, --eta, --clamp) in diffusion/gaussian/sampling.py.
+sampler and its flags (--sampler, --ddim-steps, --eta, --clamp, --clamp-temperature) in diffusion/gaussian/sampling.py.
 A flag of the other objective is an error. Every flag: ``python generate.py --help``.
 """
 

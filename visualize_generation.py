@@ -16,8 +16,8 @@ It writes into --output (default: the current folder):
 
 Every decoding flag of generate.py works here too (--schedule, --sampling, --k, --p, --remasking,
 --refine, --threshold, --block-length, --seed, ...): both parse diffusion/masked/unmasking.py's
-DecodeOptions. A Gaussian checkpoint takes generate.py's --sampler, --ddim-steps, --eta, --clamp
-instead; its frames show every position's nearest token coloured by its rounding probability.
+DecodeOptions. A Gaussian checkpoint takes generate.py's --sampler, --ddim-steps, --eta, --clamp,
+--clamp-temperature instead; its frames show every position's nearest token coloured by its rounding probability.
 The drawing lives in diffusion/viz/rendering.py.
 Every flag: ``python visualize_generation.py --help``; the guide: docs/VISUALIZATION_GUIDE.md.
 """
