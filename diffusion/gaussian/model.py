@@ -57,8 +57,8 @@ class GaussianTextConfig(PretrainedConfig):
         self.self_conditioning = self_conditioning
         # Given text (a --prefix, a --text template, the trainer's fixed text) is told apart by its
         # step: 0 at its positions, k elsewhere. Without it, a clean embedding (about unit variance
-        # per dimension) looks like one more noise draw at high t, and the model learns to ignore
-        # the text it is given (docs/GAUSSIAN_TEXT.md, "Given text is marked by its step").
+        # per dimension) looks like one more noise draw at high t: the model cannot see which
+        # positions it is given (docs/GAUSSIAN_TEXT.md, "Given text is marked by its step").
         # False only in configs saved before the option existed; every model train.py trains sets it.
         self.given_text_at_step_zero = given_text_at_step_zero
 

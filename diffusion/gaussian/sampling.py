@@ -198,7 +198,7 @@ def _draw(model, x0_hat: torch.Tensor, temperature: float, generator: torch.Gene
 
     The argmax of --clamp picks, at high noise, the corpus's most frequent tokens everywhere
     ("a a of of the the"); a draw keeps the estimate's uncertainty, as the masked sampler's
-    categorical draw does (docs/GAUSSIAN_TEXT.md, "Sampling variants").
+    categorical draw does (docs/GAUSSIAN_TEXT.md, "Sampling variants, measured").
     """
     probs = torch.softmax(model.rounding_logits(x0_hat).float() / temperature, dim=-1).cpu()  # (B, L, V)
     return torch.multinomial(probs.flatten(0, 1), 1, generator=generator).view(probs.shape[:-1])
