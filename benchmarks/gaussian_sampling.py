@@ -104,11 +104,11 @@ def run(argv: list[str]) -> int:
 
     lengths = sample_lengths(generator.config, None, args.num_samples, seed=args.seed)
     rows = [dict(variant="held-out documents (the yardstick)", forward_passes=0, seconds=0.0, texts=held_out)]
+    prompt = gaussian_prompt(generator.tokenizer, lengths)  # the same rows for every variant
     variants = variants_for(generator.process.num_steps)
     for i, options in enumerate(variants, 1):
         label = options.describe(generator.process)
         started = time.perf_counter()
-        prompt = gaussian_prompt(generator.tokenizer, lengths)
         result = sample(model, generator.process, generator.tokenizer, prompt, options, seed=args.seed,
                         record_trace=False)
         rows.append(dict(variant=label, forward_passes=result.forward_passes,

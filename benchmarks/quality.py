@@ -234,8 +234,7 @@ def gaussian_settings(args: QualityArguments, num_steps: int) -> list[tuple[str,
         for clamp, no_sc in ((True, False), (False, True), (True, True)):
             variants.append(dataclasses.replace(base, clamp=clamp, no_self_conditioning=no_sc))
     # and the drawn clamp at DDIM 50: each estimate snapped to a token drawn at the temperature below
-    variants.append(dataclasses.replace(variants[-1], clamp=False, no_self_conditioning=False,
-                                        clamp_temperature=DRAWN_CLAMP_TEMPERATURE))
+    variants.append(GaussianSamplingOptions(ddim_steps=min(anchor, num_steps), clamp_temperature=DRAWN_CLAMP_TEMPERATURE))
     out = []
     for options in plain + variants:
         passes = num_steps if options.sampler == "ddpm" else options.ddim_steps

@@ -260,15 +260,11 @@ def held_out_documents(tokenizer, n: int, min_tokens: int, corpus: str = BUNDLED
     Read straight from the bundled validation file (in file order), so every benchmark sees the same
     documents without tokenising the whole split.
     """
-    path = BUNDLED_CORPORA[corpus]["validation"]
-    if not os.path.exists(path):
-        raise DataError(f"the bundled corpus is missing ({path}); rebuild it with python data/build_corpus.py")
     docs = []
-    with gzip.open(path, "rt") as f:
-        for line in f:
-            ids = tokenizer(json.loads(line)["text"], add_special_tokens=False)["input_ids"]
-            if len(ids) >= min_tokens:
-                docs.append(ids)
-            if len(docs) == n:
-                break
+    for text in bundled_texts("validation", corpus):
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(ids) >= min_tokens:
+            docs.append(ids)
+        if len(docs) == n:
+            break
     return docs
