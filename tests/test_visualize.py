@@ -455,3 +455,22 @@ def test_the_viewer_plays_a_gaussian_trace(browser, gaussian_animation, tmp_path
     bar = "const b = document.getElementById('bar-fill'); return b.getBoundingClientRect().width / b.parentNode.clientWidth"
     _wait(d, lambda d: abs(d.execute_script(bar) - last["alpha_bar"] ** 0.5) < 0.02, "the bar to show the signal share")
     assert _severe(d) == []
+
+
+def test_a_long_settings_header_is_broken_and_never_runs_over_the_title():
+    """The drawn-clamp description is longer than the room beside the title: it goes on two lines
+    at the right, and the title's pixels are the same as with no header at all."""
+    from diffusion.viz.rendering import ROUNDED, Piece, Style, font, render_denoising_frames
+
+    style = Style()
+    pieces = [Piece("a", ROUNDED, False, 0.5)]
+    title = "k = 20 of 1000  (t = 0.02)"
+    header = "DDIM, 50 of 1000 steps, eta 0, clamped to drawn tokens (temperature 0.7)"
+    assert font(style.small_size).getlength(header) > style.width - 2 * style.margin - font(
+        style.title_size, bold=True).getlength(title) - 20  # too long for one line beside the title
+    bare, = render_denoising_frames([pieces], [(title, 0.9)], "", style)
+    long, = render_denoising_frames([pieces], [(title, 0.9)], header, style)
+    title_box = (0, 0, int(style.margin + font(style.title_size, bold=True).getlength(title)) + 10,
+                 style.margin + style.title_size + 10)
+    assert bare.crop(title_box).tobytes() == long.crop(title_box).tobytes()
+    assert bare.tobytes() != long.tobytes()  # the header is drawn

@@ -235,6 +235,30 @@ def _draw_line(draw: ImageDraw.ImageDraw, line: list[tuple[Piece, float]], x0: f
         draw.text((x0 + x, y), piece.text, font=f, fill=colour)
 
 
+def _draw_title(draw: ImageDraw.ImageDraw, title: str, header: str, style: Style, y: int) -> None:
+    """The frame's title at the left and the settings (``header``) right-aligned on its baseline.
+
+    A header too long to fit beside the title is broken at its commas into two lines, the second
+    on the baseline, so that it never runs over the title.
+    """
+    m, small, big = style.margin, font(style.small_size), font(style.title_size, bold=True)
+    draw.text((m, y), title, font=big, fill=TITLE_COLOR)
+    if not header:
+        return
+    baseline = y + big.getmetrics()[0]  # level with the title's baseline
+    room = style.width - 2 * m - big.getlength(title) - 20
+    lines = [header]
+    if small.getlength(header) > room and ", " in header:
+        parts = header.split(", ")
+        cut = max(1, len(parts) // 2)
+        while cut < len(parts) - 1 and small.getlength(", ".join(parts[cut:])) > room:
+            cut += 1
+        lines = [", ".join(parts[:cut]) + ",", ", ".join(parts[cut:])]
+    step = style.small_size + 4
+    for i, line in enumerate(reversed(lines)):
+        draw.text((style.width - m, baseline - i * step), line, font=small, fill=MUTED, anchor="rs")
+
+
 def render_frame(pieces: list[Piece], step: int, n_steps: int, header: str = "", height: int | None = None,
                  style: Style | None = None) -> Image.Image:
     """One step as an RGB image of ``style.width`` x ``height`` (default: as tall as this step needs)."""
@@ -246,10 +270,7 @@ def render_frame(pieces: list[Piece], step: int, n_steps: int, header: str = "",
     m, small = style.margin, font(style.small_size)
 
     y = m
-    draw.text((m, y), f"Step {step} / {n_steps}", font=font(style.title_size, bold=True), fill=TITLE_COLOR)
-    if header:
-        baseline = y + font(style.title_size, bold=True).getmetrics()[0]  # level with the title's baseline
-        draw.text((style.width - m, baseline), header, font=small, fill=MUTED, anchor="rs")
+    _draw_title(draw, f"Step {step} / {n_steps}", header, style, y)
     y += style.title_size + 14
 
     # The bar: the share of generated positions revealed so far (it follows the schedule, not the step count).
@@ -436,10 +457,7 @@ def render_denoising_frames(steps: list[list[Piece]], labels: list[tuple[str, fl
         draw = ImageDraw.Draw(image)
         m, small = style.margin, font(style.small_size)
         y = m
-        draw.text((m, y), title, font=font(style.title_size, bold=True), fill=TITLE_COLOR)
-        if header:
-            baseline = y + font(style.title_size, bold=True).getmetrics()[0]
-            draw.text((style.width - m, baseline), header, font=small, fill=MUTED, anchor="rs")
+        _draw_title(draw, title, header, style, y)
         y += style.title_size + 14
         rounded = [p.confidence for p in pieces if p.kind == ROUNDED]
         mean_p = sum(rounded) / len(rounded) if rounded else 1.0
