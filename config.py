@@ -228,11 +228,11 @@ class ModelArguments:
     )
     local_attention_init: bool = field(
         default=False,
-        metadata={"help": "With --model-config and --objective masked: start the first layer's heads as "
-                  "previous/next-token heads (offsets -1, +1, -2, +2) over a position channel, instead of "
-                  "attending uniformly (see diffusion/text/models.py, init_local_attention). All weights still "
-                  "train. The bundled base uses it: without it a CPU-sized encoder predicts word frequencies "
-                  "for thousands of steps."},
+        metadata={"help": "With --model-config and --objective masked or gaussian: start the first layer's heads "
+                  "as previous/next-token heads (offsets -1, +1, -2, +2) over a position channel, instead of "
+                  "attending uniformly (see diffusion/text/models.py and diffusion/gaussian/model.py, "
+                  "init_local_attention). All weights still train. The bundled bases use it: without it a "
+                  "CPU-sized encoder predicts word frequencies for thousands of steps."},
     )
     local_attention_layers: int = field(
         default=1,
@@ -260,8 +260,9 @@ class ModelArguments:
             raise ValueError("no model: give --model NAME_OR_DIR or --model-config tiny|small")
         if self.sinusoidal_positions and self.model_config is None:
             raise ValueError("--sinusoidal-positions only applies to a fresh model (--model-config)")
-        if self.local_attention_init and (self.model_config is None or self.objective != "masked"):
-            raise ValueError("--local-attention-init only applies to a fresh masked model (--model-config, --objective masked)")
+        if self.local_attention_init and (self.model_config is None or self.objective not in ("masked", "gaussian")):
+            raise ValueError("--local-attention-init only applies to a fresh masked or gaussian model "
+                             "(--model-config, --objective masked|gaussian)")
         if self.pre_layer_norm and (self.model_config is None or self.objective != "masked"):
             raise ValueError("--pre-layer-norm only applies to a fresh masked model (--model-config, --objective masked)")
         if self.config_overrides is not None:

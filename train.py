@@ -282,13 +282,13 @@ def run(argv: list[str], dashboard=None) -> int:
             model.config.given_text_at_step_zero = True
             source += ", its given text now marked by step 0"
     elif model_args.objective == "gaussian":
+        local = model_args.local_attention_layers if model_args.local_attention_init else 0
         model = build_gaussian_model(model_args.model_config, tokenizer, data_args.max_length, gauss_args.embedding_dim,
-                                     model_args.config_overrides_dict())
-        model.config.self_conditioning = not gauss_args.no_self_conditioning
-        if gauss_args.no_self_conditioning:  # the input layer takes x_t alone
-            model = type(model)(model.config)
+                                     model_args.config_overrides_dict(), local_attention_layers=local,
+                                     self_conditioning=not gauss_args.no_self_conditioning)
         source = (f"fresh {model_args.model_config} config, {model.config.embedding_dim}-dimensional embeddings"
-                  f"{'' if model.config.self_conditioning else ', no self-conditioning'}")
+                  f"{'' if model.config.self_conditioning else ', no self-conditioning'}"
+                  f"{', local-attention-initialised' if local else ''}")
     else:
         model = build_model(model_args.objective, model_args.model_config, tokenizer, data_args.max_length,
                             model_args.config_overrides_dict(), pre_layer_norm=model_args.pre_layer_norm,

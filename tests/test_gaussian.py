@@ -150,18 +150,93 @@ def test_classifier_free_guidance_mix():
 
 
 # ----------------------------------------------------------------------------- the denoiser
-def _tiny(**overrides):
+def _tiny(trained_modulation: bool = True, **overrides):
+    """A small denoiser; with step_conditioning="adaln" its zero-initialised modulations are drawn at
+    random (``trained_modulation``), as training leaves them, so that the step reaches the output."""
     from diffusion.gaussian.model import GaussianTextConfig, GaussianTextModel
 
     torch.manual_seed(0)
     config = GaussianTextConfig(vocab_size=40, embedding_dim=8, hidden_size=32, num_hidden_layers=2,
                                 num_attention_heads=2, intermediate_size=64, max_position_embeddings=12,
-                                hidden_dropout_prob=0.0, **overrides)
-    return GaussianTextModel(config).eval()
+                                hidden_dropout_prob=0.0, condition_dim=16, **overrides)
+    model = GaussianTextModel(config).eval()
+    if trained_modulation and config.step_conditioning == "adaln":
+        with torch.no_grad():
+            for layer in [block.adaln for block in model.blocks] + [model.adaln_out]:
+                layer.weight.normal_(0, 0.3)
+    return model
 
 
-def test_the_denoiser_predicts_x0_of_the_input_shape_and_ignores_padding():
-    model = _tiny()
+def test_adaln_zero_starts_every_block_as_the_identity_so_the_step_is_not_yet_seen():
+    """adaLN-Zero (DiT): gates, shifts and scales start at zero, so at initialisation the output is
+    output_down(LN(input_up(x) + positions)) at every step; and the step never enters the token stream."""
+    model = _tiny(trained_modulation=False, step_conditioning="adaln")
+    x_t = torch.randn(2, 6, 8)
+    with torch.no_grad():
+        first = model(x_t, torch.tensor([1, 2]))
+        assert torch.allclose(model(x_t, torch.tensor([90, 40])), first, atol=1e-6)
+        stream = model.input_up(torch.cat([x_t, torch.zeros_like(x_t)], -1)) + model.position_embeddings.weight[:6]
+        assert torch.allclose(model.output_down(model.norm_out(stream)), first, atol=1e-5)
+    assert model.step_mlp[-1].out_features == 16 and model.blocks[0].adaln.in_features == 16  # condition_dim
+
+
+def test_new_models_condition_on_the_step_by_adaln_and_old_configs_keep_adding_it():
+    from transformers import AutoTokenizer
+
+    from diffusion.gaussian.model import GaussianTextConfig, build_gaussian_model
+    from diffusion.paths import BUNDLED_TOKENIZER
+
+    built = build_gaussian_model("tiny", AutoTokenizer.from_pretrained(BUNDLED_TOKENIZER), max_length=16)
+    assert built.config.step_conditioning == "adaln" and not hasattr(built, "encoder")
+    config = _tiny().config.to_dict()
+    del config["step_conditioning"]  # as in config.json files written before the option
+    assert GaussianTextConfig.from_dict(config).step_conditioning == "add"
+    with pytest.raises(ValueError, match="step_conditioning"):
+        GaussianTextConfig(step_conditioning="film")
+
+
+def test_local_attention_init_points_the_first_blocks_heads_at_the_neighbours():
+    """--local-attention-init for the Gaussian denoiser: each head of the shaped blocks starts on its
+    offset (-1, +1, -2, +2) at a noisy input, the next block near uniform; the token path writes
+    nothing into the position channel; the "add" conditioning (no adaLN blocks) is refused."""
+    import math
+
+    from transformers import AutoTokenizer
+
+    from diffusion.adaln import modulate
+    from diffusion.gaussian.model import init_local_attention, build_gaussian_model, step_embedding
+    from diffusion.paths import BUNDLED_TOKENIZER
+    from diffusion.text.models import LOCAL_ATTENTION_OFFSETS
+
+    torch.manual_seed(0)
+    model = build_gaussian_model("tiny", AutoTokenizer.from_pretrained(BUNDLED_TOKENIZER), max_length=24,
+                                 local_attention_layers=1).eval()
+    x_t, steps = torch.randn(2, 20, 64), torch.tensor([500, 900])
+
+    def attention(block, h, c):  # (B, heads, L, L), as AdaLNBlock.attention computes it
+        shift, scale = block.adaln(F.silu(c)).chunk(6, dim=-1)[:2]
+        q, k, _ = block.qkv(modulate(block.norm1(h), shift, scale)).chunk(3, dim=-1)
+        q, k = (t.view(2, 20, block.num_heads, -1).transpose(1, 2) for t in (q, k))
+        return torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1]), dim=-1)
+
+    with torch.no_grad():
+        h = model.input_up(torch.cat([x_t, torch.zeros_like(x_t)], -1)) + model.position_embeddings.weight[:20]
+        c = model.step_mlp(step_embedding(steps, model.config.hidden_size))
+        first = attention(model.blocks[0], h, c)
+        second = attention(model.blocks[1], model.blocks[0](h, c), c)
+    queries = torch.arange(3, 17)
+    for head, offset in enumerate(LOCAL_ATTENTION_OFFSETS):
+        assert first[:, head, queries, queries + offset].min() > 0.5, (head, offset)
+    assert second[:, 0, queries, queries - 1].max() < 0.3
+    channel = 2 * (model.config.hidden_size // model.config.num_attention_heads // 2)
+    assert model.input_up[-1].weight[:channel].abs().max() == 0 and model.input_up[-1].bias[:channel].abs().max() == 0
+    with pytest.raises(ValueError, match="adaln"):
+        init_local_attention(_tiny(step_conditioning="add"))
+
+
+@pytest.mark.parametrize("conditioning", ["add", "adaln"])
+def test_the_denoiser_predicts_x0_of_the_input_shape_and_ignores_padding(conditioning):
+    model = _tiny(step_conditioning=conditioning)
     x_t, steps = torch.randn(2, 10, 8), torch.tensor([3, 40])
     mask = torch.ones(2, 10, dtype=torch.long)
     mask[1, 6:] = 0
@@ -178,10 +253,11 @@ def test_the_denoiser_predicts_x0_of_the_input_shape_and_ignores_padding():
         assert torch.allclose(model(x_t, steps, mask, self_condition=torch.zeros(2, 10, 8)), out)
 
 
-def test_given_text_is_marked_by_step_zero_and_old_configs_keep_one_step_per_row(tmp_path):
+@pytest.mark.parametrize("conditioning", ["add", "adaln"])
+def test_given_text_is_marked_by_step_zero_and_old_configs_keep_one_step_per_row(conditioning):
     """given_text_at_step_zero: the given positions are called at step 0, the others at k; a config
     saved before the option loads without it and keeps the (B,) steps, so its outputs do not change."""
-    model = _tiny(given_text_at_step_zero=True)
+    model = _tiny(given_text_at_step_zero=True, step_conditioning=conditioning)
     steps = torch.tensor([7, 30])
     given = torch.tensor([[True, False, False, True], [False, True, False, False]])
     assert torch.equal(model.position_steps(steps, given), torch.tensor([[0, 7, 7, 0], [30, 0, 30, 30]]))
@@ -201,19 +277,23 @@ def test_given_text_is_marked_by_step_zero_and_old_configs_keep_one_step_per_row
     assert GaussianTextConfig.from_dict(config).given_text_at_step_zero is False
 
 
-def test_the_denoiser_reloads_through_automodel_with_identical_outputs(tmp_path):
+@pytest.mark.parametrize("conditioning", ["add", "adaln"])
+def test_the_denoiser_reloads_through_automodel_with_identical_outputs(tmp_path, conditioning):
     from transformers import AutoConfig, AutoModel
 
     from diffusion.gaussian.model import GaussianTextModel
 
-    model = _tiny()
+    model = _tiny(step_conditioning=conditioning)
     model.save_pretrained(tmp_path / "m")
     assert AutoConfig.from_pretrained(tmp_path / "m").model_type == "gaussian-text-diffusion"
     loaded = AutoModel.from_pretrained(tmp_path / "m").eval()
     assert isinstance(loaded, GaussianTextModel)
     x_t, steps = torch.randn(1, 7, 8), torch.tensor([11])
     with torch.no_grad():
-        assert torch.equal(loaded(x_t, steps), model(x_t, steps))
+        # equal weights (checked bitwise); the outputs agree to float rounding, since CPU attention
+        # (scaled_dot_product_attention) may take another kernel for the loaded, memory-mapped tensors
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+        assert torch.allclose(loaded(x_t, steps), model(x_t, steps), rtol=0, atol=1e-6)
 
 
 def test_with_self_conditioning_it_still_trains():

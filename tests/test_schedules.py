@@ -114,3 +114,15 @@ def test_ddpm_betas_reproduce_alpha_bar(name):
     expected = schedules.alpha_bar(name, t)
     unclipped = torch.cumprod((betas < 0.999).double(), dim=0).bool()
     assert torch.allclose(cumulative[unclipped], expected[unclipped], atol=1e-9)
+
+
+def test_sqrt_quarter_snr_divides_the_signal_to_noise_ratio_of_sqrt_by_four():
+    """The shift is input scaling by 0.5 (Chen 2023): SNR'(t) = SNR(t) / 4 at every t, endpoints kept."""
+    t = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
+    snr = lambda a: a / (1 - a)  # noqa: E731
+    ratio = snr(schedules.alpha("sqrt-quarter-snr", t)) / snr(schedules.alpha("sqrt", t))
+    assert torch.allclose(ratio, torch.full_like(ratio, 0.25), rtol=1e-9)
+    # x_t of 0.5 x_0 under sqrt, divided by its standard deviation, is x_t of x_0 under the shift
+    a = schedules.alpha("sqrt", t)
+    scale = torch.sqrt(0.25 * a + 1 - a)
+    assert torch.allclose((0.5 * torch.sqrt(a) / scale) ** 2, schedules.alpha("sqrt-quarter-snr", t), rtol=1e-9)

@@ -360,7 +360,7 @@ def test_bad_flag_values(capsys, tmp_path):
                     "fresh masked model")
     _one_line_error(capsys, MICRO_MODEL + ["--from-scratch", "--output_dir", str(tmp_path)], "--quick-test")
     _one_line_error(capsys, MICRO_GPT2 + ["--objective", "causal", "--local-attention-init", "--output_dir", str(tmp_path)],
-                    "fresh masked model")
+                    "fresh masked or gaussian model")
 
 
 def test_pre_layer_norm_and_sinusoidal_positions(tokenizer):

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
 
+from diffusion.adaln import AdaLNBlock, modulate
 from diffusion.gaussian.model import step_embedding
 
 
@@ -65,38 +66,6 @@ def sincos_positions(grid: int, dim: int) -> torch.Tensor:
     return emb.float()
 
 
-def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """x (B, T, D) scaled and shifted per example by (B, D) vectors."""
-    return x * (1 + scale[:, None]) + shift[:, None]
-
-
-class DiTBlock(nn.Module):
-    def __init__(self, hidden: int, num_heads: int, mlp_ratio: float, dropout: float):
-        super().__init__()
-        self.num_heads = num_heads
-        self.norm1 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
-        self.qkv = nn.Linear(hidden, 3 * hidden)
-        self.proj = nn.Linear(hidden, hidden)
-        self.norm2 = nn.LayerNorm(hidden, elementwise_affine=False, eps=1e-6)
-        inner = int(hidden * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(hidden, inner), nn.GELU(approximate="tanh"), nn.Dropout(dropout),
-                                 nn.Linear(inner, hidden))
-        self.adaln = nn.Linear(hidden, 6 * hidden)  # zero-initialised by DiTModel: adaLN-Zero
-        self.dropout = nn.Dropout(dropout)
-
-    def attention(self, x: torch.Tensor) -> torch.Tensor:
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).reshape(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, T, D/heads)
-        return self.proj(out.transpose(1, 2).reshape(b, t, d))
-
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """x (B, T, D) tokens, c (B, D) conditioning -> (B, T, D)."""
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(F.silu(c)).chunk(6, dim=-1)
-        x = x + gate1[:, None] * self.dropout(self.attention(modulate(self.norm1(x), shift1, scale1)))
-        return x + gate2[:, None] * self.dropout(self.mlp(modulate(self.norm2(x), shift2, scale2)))
-
-
 class DiTModel(PreTrainedModel):
     config_class = DiTConfig
     base_model_prefix = "dit"
@@ -116,7 +85,7 @@ class DiTModel(PreTrainedModel):
         self.register_buffer("positions", sincos_positions(self.grid, d))
         self.step_mlp = nn.Sequential(nn.Linear(d, d), nn.SiLU(), nn.Linear(d, d))
         self.label_embedding = nn.Embedding(config.num_classes + 1, d) if config.num_classes > 0 else None
-        self.blocks = nn.ModuleList([DiTBlock(d, config.num_heads, config.mlp_ratio, config.dropout)
+        self.blocks = nn.ModuleList([AdaLNBlock(d, config.num_heads, config.mlp_ratio, config.dropout)
                                      for _ in range(config.depth)])
         self.norm_out = nn.LayerNorm(d, elementwise_affine=False, eps=1e-6)
         self.adaln_out = nn.Linear(d, 2 * d)

@@ -157,20 +157,38 @@ def init_local_attention(model, offsets=LOCAL_ATTENTION_OFFSETS, peak_score: flo
 
     # Position channel, (P, 2F): amplitude std*sqrt(2) gives each dim the std of the random init.
     positions = embeddings.position_embeddings.weight  # (P, H)
-    where = torch.arange(positions.shape[0], dtype=torch.float64)[:, None]  # (P, 1)
-    omega = math.pi * (torch.arange(pairs, dtype=torch.float64) + 0.5) / pairs  # (F,)
-    table = torch.zeros(positions.shape, dtype=torch.float64)
-    table[:, 0:2 * pairs:2] = std * math.sqrt(2) * torch.sin(where * omega)
-    table[:, 1:2 * pairs:2] = std * math.sqrt(2) * torch.cos(where * omega)
+    table, omega = position_channel(positions.shape[0], hidden, pairs, std * math.sqrt(2))
     positions.copy_(table.to(positions.dtype))
     embeddings.word_embeddings.weight[:, :2 * pairs] = 0.0
     embeddings.token_type_embeddings.weight[:, :2 * pairs] = 0.0
 
     for layer in base.encoder.layer[:layers]:
-        _point_heads_at_offsets(layer.attention.self, omega, offsets[:n_heads], head_dim, hidden, peak_score)
+        attention = layer.attention.self
+        point_heads_at_offsets(attention.query.weight, attention.query.bias, attention.key.weight, attention.key.bias,
+                               omega, offsets[:n_heads], head_dim, hidden, peak_score)
 
 
-def _point_heads_at_offsets(attention, omega, offsets, head_dim, hidden, peak_score) -> None:
+def position_channel(n_positions: int, hidden: int, pairs: int, amplitude: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(P, H) float64 table, zero but for F = ``pairs`` sin/cos pairs in dims [0, 2F), and their (F,) frequencies.
+
+    Pair k of position p is amplitude * (sin w_k p, cos w_k p) with w_k = pi (k + 1/2) / F: codes that
+    are orthogonal for any two positions less than 2F apart (init_local_attention's docstring).
+    """
+    where = torch.arange(n_positions, dtype=torch.float64)[:, None]  # (P, 1)
+    omega = math.pi * (torch.arange(pairs, dtype=torch.float64) + 0.5) / pairs  # (F,)
+    table = torch.zeros(n_positions, hidden, dtype=torch.float64)
+    table[:, 0:2 * pairs:2] = amplitude * torch.sin(where * omega)
+    table[:, 1:2 * pairs:2] = amplitude * torch.cos(where * omega)
+    return table, omega
+
+
+def point_heads_at_offsets(query_weight, query_bias, key_weight, key_bias, omega, offsets, head_dim, hidden,
+                           peak_score) -> None:
+    """Head h's query reads the position channel rotated by its offset o_h, its key the channel itself.
+
+    query_weight, key_weight (H, H) and their biases (H,): the projections (or views of a fused one),
+    written in place under no_grad by the caller.
+    """
     pairs = head_dim // 2
     for head, offset in enumerate(offsets):
         angle = omega * offset  # (F,)
@@ -186,10 +204,10 @@ def _point_heads_at_offsets(attention, omega, offsets, head_dim, hidden, peak_sc
         # After the LayerNorms each channel pair has amplitude ~sqrt(2), so q.k at the peak ~ 2F
         # and the score (q.k / sqrt(d)) ~ scale * 2F / sqrt(d).
         scale = peak_score * math.sqrt(head_dim) / (2 * pairs)
-        attention.query.weight[rows] = (scale * rotate).to(attention.query.weight.dtype)
-        attention.key.weight[rows] = select.to(attention.key.weight.dtype)
-        attention.query.bias[rows] = 0.0
-        attention.key.bias[rows] = 0.0
+        query_weight[rows] = (scale * rotate).to(query_weight.dtype)
+        key_weight[rows] = select.to(key_weight.dtype)
+        query_bias[rows] = 0.0
+        key_bias[rows] = 0.0
 
 
 def count_parameters(model) -> int:
