@@ -87,6 +87,9 @@ QUICK_TEST_FROM_SCRATCH_ARGS = [
     "--learning_rate", "1e-3",  # later flags win
     "--max_steps", "500",
 ]
+# A fresh Gaussian denoiser starts its first two blocks as previous/next-token heads, the recipe of
+# models/gaussian-base: from a random init its attention stayed uniform (docs/GAUSSIAN_TEXT.md).
+GAUSSIAN_INIT = ["--local-attention-init", "--local-attention-layers", "2"]
 # The Gaussian quick test: a fresh tiny denoiser on the bundled corpus -> results-gaussian/, with the
 # per-noise-level loss and rounding accuracy before and after (docs/GAUSSIAN_TEXT.md, "The quick
 # test"). Not a fine-tune of models/gaussian-base: that base converged on this very corpus with its
@@ -96,6 +99,7 @@ QUICK_TEST_FROM_SCRATCH_ARGS = [
 # Measured: 250 steps take the held-out loss at t = 0.1 from 9.64 to 0.47, in 4 min 36 s on 2 cores.
 QUICK_TEST_GAUSSIAN_ARGS = [
     "--model-config", "tiny",
+    *GAUSSIAN_INIT,
     *_QUICK_TEST_COMMON,
     "--output_dir", "results-gaussian",
     "--weight_decay", "0.0",  # as models/gaussian-base: decay would shrink the embeddings the noise is added to
@@ -112,6 +116,7 @@ QUICK_TEST_GAUSSIAN_ARGS = [
 # there is one (`python train.py --objective gaussian --epochs 50 --use-ema --amp --sampler ddim --ddim-steps 100`).
 FULL_GAUSSIAN_ARGS = [
     "--model-config", "tiny",
+    *GAUSSIAN_INIT,
     "--output_dir", "results-gaussian-full",
     "--max-length", "64",
     "--per_device_train_batch_size", "64",
@@ -693,7 +698,10 @@ def parse_train_args(argv: list[str]):
         preset = FULL_GAUSSIAN_ARGS if objective == "gaussian" else FULL_ARGS
     # --model and --model-config exclude each other: the one the user typed replaces the preset's.
     if given & {"--model", "--model-config"}:
-        preset = drop_flags(preset, {"--model", "--model-config", "--pre-layer-norm"})
+        drop = {"--model", "--model-config", "--pre-layer-norm"}
+        if "--model" in given:  # the Gaussian presets' init shapes a fresh denoiser only
+            drop |= {"--local-attention-init", "--local-attention-layers"}
+        preset = drop_flags(preset, drop)
     model, data, diffusion, gaussian, run, training = parse_args(
         (ModelArguments, DataArguments, DiffusionArguments, GaussianArguments, RunArguments, TrainingArguments),
         preset + list(argv))

@@ -122,8 +122,13 @@ def gaussian_loss_note(n_eval: int) -> str:
 
 
 def gaussian_process(model_args, diff_args, gauss_args) -> GaussianProcess:
-    """The Gaussian process to train with: a loaded checkpoint's own schedule and steps unless others are typed."""
-    schedule, steps = "sqrt", gauss_args.diffusion_steps
+    """The Gaussian process to train with: a loaded checkpoint's own schedule and steps unless others are typed.
+
+    A fresh denoiser gets sqrt-quarter-snr: Diffusion-LM's sqrt with its SNR divided by 4, so that
+    the default 64-dimensional embeddings are as hard to recognise from their own noisy vector as
+    Diffusion-LM's 16 were under sqrt (diffusion/schedules.py; docs/GAUSSIAN_TEXT.md).
+    """
+    schedule, steps = "sqrt-quarter-snr", gauss_args.diffusion_steps
     trained = load_diffusion_config(model_args.model) if model_args.model and os.path.isdir(model_args.model) else None
     if trained is not None and trained.objective == "gaussian":
         schedule, steps = trained.schedule or schedule, trained.diffusion_steps or steps

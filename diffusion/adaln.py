@@ -42,18 +42,32 @@ class AdaLNBlock(nn.Module):
         self.adaln = nn.Linear(condition_dim or hidden, 6 * hidden)
         self.dropout = nn.Dropout(dropout)
 
-    def attention(self, x: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
-        """x (B, T, D); padding (B, T) bool, True = a padded key, never attended."""
+    def attention(self, x: torch.Tensor, padding: torch.Tensor | None = None,
+                  weights: list | None = None) -> torch.Tensor:
+        """x (B, T, D); padding (B, T) bool, True = a padded key, never attended.
+
+        ``weights``: a list that receives this call's attention weights (B, heads, T, T), computed
+        explicitly (the fused kernel returns none); None for the fused kernel alone.
+        """
         b, t, d = x.shape
         q, k, v = self.qkv(x).reshape(b, t, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         keep = None if padding is None else ~padding[:, None, None, :]  # (B, 1, 1, T): True = attend
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)  # (B, heads, T, D/heads)
+        if weights is not None:
+            scores = q @ k.transpose(-1, -2) / (d // self.num_heads) ** 0.5  # (B, heads, T, T)
+            if keep is not None:
+                scores = scores.masked_fill(~keep, float("-inf"))
+            probs = scores.softmax(dim=-1)
+            weights.append(probs)
+            out = probs @ v
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=keep)  # (B, heads, T, D/heads)
         return self.proj(out.transpose(1, 2).reshape(b, t, d))
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor, padding: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, padding: torch.Tensor | None = None,
+                weights: list | None = None) -> torch.Tensor:
         """x (B, T, D) tokens, c (B, C) or (B, T, C) conditioning, padding (B, T) bool -> (B, T, D)."""
         shift1, scale1, gate1, shift2, scale2, gate2 = self.adaln(F.silu(c)).chunk(6, dim=-1)
         if gate1.dim() == 2:
             gate1, gate2 = gate1[:, None], gate2[:, None]
-        x = x + gate1 * self.dropout(self.attention(modulate(self.norm1(x), shift1, scale1), padding))
+        x = x + gate1 * self.dropout(self.attention(modulate(self.norm1(x), shift1, scale1), padding, weights))
         return x + gate2 * self.dropout(self.mlp(modulate(self.norm2(x), shift2, scale2)))

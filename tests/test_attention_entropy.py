@@ -31,3 +31,15 @@ def test_refuses_missing_and_causal_models(gpt2_checkpoint, tmp_path, capsys):
     for path, message in ((str(tmp_path / "nope"), "does not exist"), (gpt2_checkpoint, "is not a masked LM")):
         assert _main([path]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_a_gaussian_denoiser_gets_the_same_table_and_its_given_text_accuracy(gaussian_checkpoint, capsys):
+    """An untrained denoiser (adaLN blocks, no local init) attends nearly uniformly, hidden tokens or not;
+    the Gaussian mode says which setting it measured and how often the hidden tokens came back."""
+    assert _main([gaussian_checkpoint, "--samples", "16", "--mask-rate", "0.5"]) == 0
+    out = capsys.readouterr().out
+    layers = [line for line in out.splitlines() if line.startswith("layer ")]
+    assert len(layers) == 2 and all(len(re.findall(r"\d\.\d\d \[", line)) == 2 for line in layers)
+    assert "50% of the tokens hidden as pure noise" in out and "close to uniform" in out
+    accuracy, tokens = re.search(r"hidden tokens rounded right: (\d\.\d{3}) of (\d+)", out).groups()
+    assert 0.0 <= float(accuracy) <= 1.0 and int(tokens) > 16  # at least one hidden token per text

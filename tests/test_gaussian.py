@@ -325,3 +325,18 @@ def test_with_self_conditioning_it_still_trains():
         x_t = process.q_sample(x0, torch.full((4,), 5), torch.randn(x0.shape, generator=g))
         accuracy = (model.rounding_logits(model(x_t, torch.full((4,), 5))).argmax(-1) == ids).float().mean()
     assert accuracy > 0.5
+
+
+@pytest.mark.parametrize("conditioning", ["add", "adaln"])
+def test_output_attentions_gives_every_layers_weights_without_changing_the_output(conditioning):
+    model = _tiny(step_conditioning=conditioning)
+    x_t, steps = torch.randn(2, 7, 8), torch.tensor([3, 9])
+    mask = torch.ones(2, 7, dtype=torch.long)
+    mask[1, 5:] = 0
+    with torch.no_grad():
+        plain = model(x_t, steps, mask)
+        out, attentions = model(x_t, steps, mask, output_attentions=True)
+    assert torch.allclose(out, plain, atol=1e-5) and len(attentions) == 2
+    for weights in attentions:
+        assert weights.shape == (2, 2, 7, 7) and torch.allclose(weights.sum(-1), torch.ones(2, 2, 7), atol=1e-5)
+        assert weights[1, :, :, 5:].abs().max() == 0  # padded keys get no weight

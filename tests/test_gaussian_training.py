@@ -160,7 +160,7 @@ def test_training_writes_a_loadable_gaussian_checkpoint_with_its_process(gaussia
 
     final = os.path.join(gaussian_run, "final-model")
     settings = json.load(open(os.path.join(final, "diffusion_config.json")))
-    assert settings["objective"] == "gaussian" and settings["schedule"] == "sqrt"
+    assert settings["objective"] == "gaussian" and settings["schedule"] == "sqrt-quarter-snr"
     assert settings["diffusion_steps"] == 20 and settings["ema_decay"] == 0.9999
     assert settings["sample_lengths"] == sorted(settings["sample_lengths"]) and 3 <= settings["sample_lengths"][0]
     import diffusion.gaussian.model  # noqa: F401  (registers the model type)

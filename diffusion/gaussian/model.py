@@ -157,11 +157,13 @@ class GaussianTextModel(PreTrainedModel):
         return torch.where(given, torch.zeros_like(steps)[:, None], steps[:, None])
 
     def forward(self, x_t: torch.Tensor, steps: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                self_condition: torch.Tensor | None = None) -> torch.Tensor:
+                self_condition: torch.Tensor | None = None, output_attentions: bool = False):
         """x_t (B, L, d) at diffusion steps (B,), or (B, L) per position -> the predicted x0 (B, L, d).
 
         attention_mask (B, L): 1 where a position is real (attended), 0 for padding.
         self_condition (B, L, d): the previous x0 estimate (self-conditioning), zeros when None.
+        output_attentions: return (x0, attentions), attentions a tuple of (B, heads, L, L) per layer
+        (benchmarks/attention_entropy.py reads them: does the model look at its neighbours?).
         """
         batch, length, _ = x_t.shape
         if length > self.config.max_position_embeddings:
@@ -175,16 +177,27 @@ class GaussianTextModel(PreTrainedModel):
         step_h = self.step_mlp(step_embedding(steps.reshape(-1), self.config.hidden_size))  # (B or B*L, C)
         step_h = step_h if steps.dim() == 1 else step_h.view(batch, length, -1)  # (B, C) or (B, L, C)
         padding = None if attention_mask is None else ~attention_mask.bool()  # True = ignore (PyTorch's convention)
+        weights = [] if output_attentions else None
         if self.config.step_conditioning == "adaln":
             h = self.dropout(h)
             for block in self.blocks:
-                h = block(h, step_h, padding)
+                h = block(h, step_h, padding, weights)
             shift, scale = self.adaln_out(F.silu(step_h)).chunk(2, dim=-1)
-            return self.output_down(modulate(self.norm_out(h), shift, scale))
-        h = h + (step_h[:, None, :] if steps.dim() == 1 else step_h)
-        h = self.dropout(h)
-        h = self.encoder(h, src_key_padding_mask=padding)
-        return self.output_down(h)
+            out = self.output_down(modulate(self.norm_out(h), shift, scale))
+        else:
+            h = h + (step_h[:, None, :] if steps.dim() == 1 else step_h)
+            h = self.dropout(h)
+            if output_attentions:  # nn.TransformerEncoder returns no weights: ask each layer's attention
+                for layer in self.encoder.layers:
+                    y = layer.norm1(h)
+                    weights.append(layer.self_attn(y, y, y, key_padding_mask=padding, need_weights=True,
+                                                   average_attn_weights=False)[1])
+                    h = layer(h, src_key_padding_mask=padding)
+                h = self.encoder.norm(h)
+            else:
+                h = self.encoder(h, src_key_padding_mask=padding)
+            out = self.output_down(h)
+        return (out, tuple(weights)) if output_attentions else out
 
 
 @torch.no_grad()

@@ -7,7 +7,8 @@
     pll = pseudo_log_likelihood(model, tokenizer, ids)       # a text scored by the masked model itself
 
 Used by experiments/layer_analysis.py, experiments/predictions_by_level.py,
-experiments/schedule_comparison.py and benchmarks/attention_entropy.py.  The model is any
+experiments/schedule_comparison.py and benchmarks/attention_entropy.py (whose Gaussian mode sums its
+denoiser's attention with ``attention_sums``).  The model is any
 BERT-family masked LM with ``base_model.encoder.layer`` (RoBERTa, RoBERTa-PreLayerNorm, BERT,
 XLM-R, CamemBERT): the bundled models and ``roberta-base`` alike.
 """
@@ -32,7 +33,7 @@ class AttentionStats:
     uniform_distance: float  # the distance attending uniformly would give, over the same queries
 
 
-def _attention_sums(attentions, attention_mask: torch.Tensor) -> tuple[torch.Tensor, int, float, float]:
+def attention_sums(attentions, attention_mask: torch.Tensor) -> tuple[torch.Tensor, int, float, float]:
     """One batch's summed (entropy, distance, neighbour) (3, layers, heads), query count, summed log L and uniform distance."""
     probs = torch.stack(attentions, dim=1).float()  # (B, layers, heads, L, L)
     real = attention_mask.bool()  # (B, L)
@@ -158,7 +159,7 @@ def layer_statistics(model, batches, lens: bool = True, attention: bool = True
             sums, n = _lens_sums(states, batch, final_norm, head)
             lens_sums, masked = (sums if lens_sums is None else lens_sums + sums), masked + n
         if attention:
-            sums, q, ll, u = _attention_sums(out.attentions, batch["attention_mask"])
+            sums, q, ll, u = attention_sums(out.attentions, batch["attention_mask"])
             att_sums = sums if att_sums is None else att_sums + sums
             queries, log_len, uniform = queries + q, log_len + ll, uniform + u
     lens_stats = att_stats = None
