@@ -349,7 +349,7 @@ class DiffusionArguments:
     schedule: str = field(
         default="linear",
         metadata={"help": f"Noise schedule for --rate-sampling continuous, and the alpha_bar(t) of --objective "
-                  f"gaussian (default there: sqrt, or the loaded checkpoint's): "
+                  f"gaussian (default there: sqrt-quarter-snr, or the loaded checkpoint's): "
                   f"{', '.join(schedules.available_schedules())}."},
     )
     mask_rate_per: str = field(
