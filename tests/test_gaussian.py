@@ -204,7 +204,7 @@ def test_local_attention_init_points_the_first_blocks_heads_at_the_neighbours():
     from transformers import AutoTokenizer
 
     from diffusion.adaln import modulate
-    from diffusion.gaussian.model import init_local_attention, build_gaussian_model, step_embedding
+    from diffusion.gaussian.model import build_gaussian_model, init_local_attention, step_embedding
     from diffusion.paths import BUNDLED_TOKENIZER
     from diffusion.text.models import LOCAL_ATTENTION_OFFSETS
 
@@ -292,7 +292,7 @@ def test_the_denoiser_reloads_through_automodel_with_identical_outputs(tmp_path,
     with torch.no_grad():
         # equal weights (checked bitwise); the outputs agree to float rounding, since CPU attention
         # (scaled_dot_product_attention) may take another kernel for the loaded, memory-mapped tensors
-        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+        assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values(), strict=True))
         assert torch.allclose(loaded(x_t, steps), model(x_t, steps), rtol=0, atol=1e-6)
 
 
