@@ -235,7 +235,7 @@ def test_local_attention_init_points_the_first_blocks_heads_at_the_neighbours():
 
 
 @pytest.mark.parametrize("conditioning", ["add", "adaln"])
-def test_the_denoiser_predicts_x0_of_the_input_shape_and_ignores_padding(conditioning):
+def test_the_denoiser_predicts_x0_of_the_input_shape_ignores_padding_and_shows_its_attention(conditioning):
     model = _tiny(step_conditioning=conditioning)
     x_t, steps = torch.randn(2, 10, 8), torch.tensor([3, 40])
     mask = torch.ones(2, 10, dtype=torch.long)
@@ -251,6 +251,12 @@ def test_the_denoiser_predicts_x0_of_the_input_shape_and_ignores_padding(conditi
         # Self-conditioning: the previous x0 estimate is an input too (zeros when absent).
         assert not torch.allclose(model(x_t, steps, mask, self_condition=torch.randn(2, 10, 8)), out)
         assert torch.allclose(model(x_t, steps, mask, self_condition=torch.zeros(2, 10, 8)), out)
+        # output_attentions: every layer's weights, (B, heads, L, L), the output unchanged
+        again, attentions = model(x_t, steps, mask, output_attentions=True)
+    assert torch.allclose(again, out, atol=1e-5) and len(attentions) == 2
+    for weights in attentions:
+        assert weights.shape == (2, 2, 10, 10) and torch.allclose(weights.sum(-1), torch.ones(2, 2, 10), atol=1e-5)
+        assert weights[1, :, :, 6:].abs().max() == 0  # padded keys get no weight
 
 
 @pytest.mark.parametrize("conditioning", ["add", "adaln"])
@@ -325,18 +331,3 @@ def test_with_self_conditioning_it_still_trains():
         x_t = process.q_sample(x0, torch.full((4,), 5), torch.randn(x0.shape, generator=g))
         accuracy = (model.rounding_logits(model(x_t, torch.full((4,), 5))).argmax(-1) == ids).float().mean()
     assert accuracy > 0.5
-
-
-@pytest.mark.parametrize("conditioning", ["add", "adaln"])
-def test_output_attentions_gives_every_layers_weights_without_changing_the_output(conditioning):
-    model = _tiny(step_conditioning=conditioning)
-    x_t, steps = torch.randn(2, 7, 8), torch.tensor([3, 9])
-    mask = torch.ones(2, 7, dtype=torch.long)
-    mask[1, 5:] = 0
-    with torch.no_grad():
-        plain = model(x_t, steps, mask)
-        out, attentions = model(x_t, steps, mask, output_attentions=True)
-    assert torch.allclose(out, plain, atol=1e-5) and len(attentions) == 2
-    for weights in attentions:
-        assert weights.shape == (2, 2, 7, 7) and torch.allclose(weights.sum(-1), torch.ones(2, 2, 7), atol=1e-5)
-        assert weights[1, :, :, 5:].abs().max() == 0  # padded keys get no weight
