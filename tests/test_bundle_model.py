@@ -68,7 +68,7 @@ def test_card_states_command_and_measured_numbers(bundled):
             assert re.search(rf"^{re.escape(level)} \| {r['loss']:.3f} \| {r['accuracy']:.3f}$", text, re.M)
     elif objective == "gaussian":
         ev = info["eval"]
-        assert ev["schedule"] == "sqrt" and ev["diffusion_steps"] == 20 and len(ev["per_level"]) == 10
+        assert ev["schedule"] == "sqrt-quarter-snr" and ev["diffusion_steps"] == 20 and len(ev["per_level"]) == 10
         assert "8-dimensional token embeddings" in text and "AutoModel.from_pretrained" in text
         for level, r in ev["per_level"].items():
             assert 0.0 <= r["accuracy"] <= 1.0 and r["loss"] > 0 and r["mse"] > 0
