@@ -236,8 +236,9 @@ class ModelArguments:
         metadata={"help": "With --model-config and --objective masked or gaussian: start the first layer's heads "
                   "as previous/next-token heads (offsets -1, +1, -2, +2) over a position channel, instead of "
                   "attending uniformly (see diffusion/text/models.py and diffusion/gaussian/model.py, "
-                  "init_local_attention). All weights still train. The bundled bases use it: without it a "
-                  "CPU-sized encoder predicts word frequencies for thousands of steps."},
+                  "init_local_attention). All weights still train. The bundled masked base uses it, and a fresh "
+                  "Gaussian denoiser starts with it (its presets): without it a CPU-sized encoder predicts word "
+                  "frequencies for thousands of steps."},
     )
     local_attention_layers: int = field(
         default=1,
