@@ -87,8 +87,9 @@ QUICK_TEST_FROM_SCRATCH_ARGS = [
     "--learning_rate", "1e-3",  # later flags win
     "--max_steps", "500",
 ]
-# A fresh Gaussian denoiser starts its first two blocks as previous/next-token heads, the recipe of
-# models/gaussian-base: from a random init its attention stayed uniform (docs/GAUSSIAN_TEXT.md).
+# A fresh Gaussian denoiser starts its first two blocks as previous/next-token heads: from a random
+# init, models/gaussian-base's attention stayed uniform (docs/GAUSSIAN_TEXT.md, "Why the base writes
+# fragments"; the bundled base predates this init).
 GAUSSIAN_INIT = ["--local-attention-init", "--local-attention-layers", "2"]
 # The Gaussian quick test: a fresh tiny denoiser on the bundled corpus -> results-gaussian/, with the
 # per-noise-level loss and rounding accuracy before and after (docs/GAUSSIAN_TEXT.md, "The quick

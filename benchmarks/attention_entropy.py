@@ -55,9 +55,8 @@ def gaussian_attention_stats(generator, rows: list[list[int]], hidden_share: flo
     for i in range(0, len(rows), 32):
         batch = collator([{"input_ids": ids} for ids in rows[i:i + 32]])
         ids, mask = batch["input_ids"], batch["attention_mask"]  # (B, L)
-        inner = torch.zeros_like(mask, dtype=torch.bool)  # between <s> and </s>
-        for r, n in enumerate(mask.sum(dim=1).tolist()):
-            inner[r, 1:n - 1] = True
+        position = torch.arange(ids.shape[1])[None]  # (1, L)
+        inner = (position > 0) & (position < (mask.sum(dim=1) - 1)[:, None])  # (B, L): between <s> and </s>
         hidden = (torch.rand(ids.shape, generator=draw) < hidden_share) & inner
         with torch.no_grad():
             x0 = model.embed(ids)

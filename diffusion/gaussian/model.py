@@ -65,7 +65,7 @@ class GaussianTextConfig(PretrainedConfig):
         # positions it is given (docs/GAUSSIAN_TEXT.md, "Given text is marked by its step").
         # False only in configs saved before the option existed; every model train.py trains sets it.
         self.given_text_at_step_zero = given_text_at_step_zero
-        # How the step reaches the encoder. "adaln" (every model train.py trains): it sets the scale,
+        # How the step reaches the encoder. "adaln" (every fresh model train.py builds): it sets the scale,
         # shift and gate of every block's normalisations (adaLN-Zero, diffusion/adaln.py, as the image
         # DiT). "add" (configs saved before the option): its embedding is added to every position,
         # Diffusion-LM's way, where it grew to 24x the positions' size and attention stayed uniform
