@@ -5,6 +5,10 @@ Maintainer script: users load the committed result with
 To rebuild (takes seconds on a CPU):
 
     python data/build_tokenizer.py --vocab-size 4096
+    python data/build_tokenizer.py --word-level --vocab-size 8192 --output-dir data/word-tokenizer
+
+The second is the word-level vocabulary of the Gaussian base (models/gaussian-base): the same
+cuts between words, no merges, <unk> for a word outside its 8,192 entries.
 
 The tokenizer is RoBERTa-style: byte-level BPE without an added prefix space, special
 tokens <s>=0 <pad>=1 </s>=2 <unk>=3 <mask>=4, encodings wrapped as "<s> ... </s>", and a
@@ -19,12 +23,12 @@ from pathlib import Path
 DATA_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(DATA_DIR.parent))  # the repository root, for the diffusion package
 
-from diffusion.text.tokenizer import read_texts, train_tokenizer, wrap  # noqa: E402
+from diffusion.text.tokenizer import read_texts, train_tokenizer, train_word_tokenizer, wrap  # noqa: E402
 
 DEFAULT_VOCAB_SIZE = 4096  # chosen by data/measure_vocab.py, see data/README.md
 
 
-def verify(output_dir):
+def verify(output_dir, word_level=False):
     """Reload from disk the way users will and check the properties the models rely on."""
     from transformers import AutoTokenizer
 
@@ -40,7 +44,7 @@ def verify(output_dir):
     ids = tok(text)["input_ids"]
     assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id, ids
     assert tok.decode(ids, skip_special_tokens=True) == text
-    for sample in [
+    for sample in [] if word_level else [  # a word-level vocabulary writes <unk> for unseen words
         "  two  spaces, tabs\tand UTF-8: café, naïve, 東京 ✓",
         "Line one.\nLine two!",
     ]:
@@ -62,6 +66,8 @@ def verify(output_dir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE)
+    parser.add_argument("--word-level", action="store_true",
+                        help="whole words, no merges (the Gaussian base's data/word-tokenizer)")
     parser.add_argument(
         "--train-file", type=Path, default=DATA_DIR / "wordnet" / "train.jsonl.gz"
     )
@@ -75,12 +81,12 @@ def main(argv=None):
         )
         return 1
     texts = read_texts(args.train_file)  # train split only: validation stays unseen
-    tok = train_tokenizer(texts, args.vocab_size)
+    tok = (train_word_tokenizer if args.word_level else train_tokenizer)(texts, args.vocab_size)
     wrap(tok).save_pretrained(args.output_dir)
     print(
         f"trained on {len(texts)} train documents, vocab {tok.get_vocab_size()} -> {args.output_dir}"
     )
-    verify(args.output_dir)
+    verify(args.output_dir, args.word_level)
     return 0
 
 

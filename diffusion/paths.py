@@ -20,6 +20,9 @@ BUNDLED_CORPORA = {
 }
 # The byte-level BPE trained on it (data/build_tokenizer.py).
 BUNDLED_TOKENIZER = os.path.join(REPO_DIR, "data", "tokenizer")
+# Its word-level sibling (same cuts between words, no merges): the Gaussian base's, and what a fresh
+# Gaussian denoiser on the bundled corpus uses (docs/GAUSSIAN_TEXT.md, "Words, not pieces").
+BUNDLED_WORD_TOKENIZER = os.path.join(REPO_DIR, "data", "word-tokenizer")
 # The small pretrained masked diffusion model shipped with the repository (models/masked-base/README.md).
 BUNDLED_MASKED_MODEL = os.path.join(REPO_DIR, "models", "masked-base")
 # A standard masked LM of the same size, pretrained at 15% masking only (models/mlm-base/README.md):
