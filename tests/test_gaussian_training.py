@@ -131,6 +131,50 @@ def test_a_drawn_clamp_snaps_every_estimate_to_a_seeded_draw_of_tokens(tokenizer
         GaussianSamplingOptions(clamp_temperature=0.0)
 
 
+def test_the_rounding_never_writes_unk_even_where_the_estimate_is_nearest_to_it(tokenizer, monkeypatch):
+    """A word-level vocabulary trains <unk> as every rare word; the sampler rounds to the nearest
+    real token instead, in the final text, in the trace and in the clamp."""
+    model = _micro_model(tokenizer)
+    process = GaussianProcess("sqrt", 20)
+    prompt = gaussian_prompt(tokenizer, [12, 9])
+    unk = tokenizer.unk_token_id
+    rounding = model.rounding_logits
+    bonus = torch.zeros(len(tokenizer))
+    bonus[unk] = 1e4  # every estimate is nearest to <unk>
+    monkeypatch.setattr(model, "rounding_logits", lambda x: rounding(x) + bonus)
+    assert bool((model.rounding_logits(torch.randn(2, 3, 8)).argmax(dim=-1) == unk).all())
+    for options in (GaussianSamplingOptions(ddim_steps=5), GaussianSamplingOptions(ddim_steps=5, clamp=True),
+                    GaussianSamplingOptions(ddim_steps=5, clamp_temperature=1.0)):
+        result = sample(model, process, tokenizer, prompt, options, seed=3)
+        assert unk not in result.ids[prompt.generate].tolist()
+        assert all(unk not in step.ids[prompt.generate].tolist() for step in result.trace)
+        assert all(text for text in result.texts)
+
+
+def test_words_outside_a_word_level_vocabulary_are_named_once(tmp_path, capsys):
+    """generate.py on a word-level checkpoint: a prefix word it cannot spell is given as <unk>, and a
+    note says which, instead of the word vanishing from the printed text."""
+    from transformers import AutoTokenizer
+
+    from diffusion.checkpoint import DiffusionConfig
+    from diffusion.paths import BUNDLED_WORD_TOKENIZER
+
+    words = AutoTokenizer.from_pretrained(BUNDLED_WORD_TOKENIZER)
+    path = tmp_path / "word-model"
+    _micro_model(words).save_pretrained(path)
+    words.save_pretrained(path)
+    DiffusionConfig(objective="gaussian", max_length=32, schedule="sqrt", diffusion_steps=20,
+                    sample_lengths=[10, 12]).save(str(path))
+    code, out, err = _generate(["--checkpoint", str(path), "--num-samples", "2", "--prefix", "loganberry: a red"],
+                               capsys)
+    assert code == 0, err[-2000:]
+    assert "given as <unk> and left out of the text: loganberry" in err
+    texts = [line for line in out.splitlines() if line.startswith("[")]
+    assert len(texts) == 2 and all(line.split("] ", 1)[1].startswith(": a red") for line in texts), out
+    code, out, err = _generate(["--checkpoint", str(path), "--num-samples", "1", "--prefix", "dog: a"], capsys)
+    assert code == 0 and "<unk>" not in err
+
+
 def test_generated_lengths_follow_the_training_lengths():
     quantiles = length_quantiles(list(range(10, 31)))  # lengths 10..30, uniform
     assert quantiles[0] == 10 and quantiles[-1] == 30 and quantiles == sorted(quantiles)

@@ -10,6 +10,7 @@ generate.py prints it, visualize_generation.py draws it, compare_models.py races
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 from diffusion.checkpoint import (
@@ -22,13 +23,14 @@ from diffusion.checkpoint import (
 )
 from diffusion.gaussian.process import GaussianProcess
 from diffusion.gaussian.sampling import (
+    MASK_PLACEHOLDER,
     GaussianPrompt,
     GaussianResult,
     GaussianSamplingOptions,
     gaussian_prompt,
     sample_lengths,
 )
-from diffusion.text.tokens import token_strings
+from diffusion.text.tokens import token_strings, unknown_words
 
 
 @dataclass
@@ -80,6 +82,11 @@ def prepare_sampling(checkpoint: str | None, options: GaussianSamplingOptions, f
     lengths = sample_lengths(generator.config, max_length, num_samples, seed=seed)
     prompt = gaussian_prompt(generator.tokenizer, lengths, prefix=prefix, text=text)
     check_sample_length(generator, prompt.input_ids.shape[1])
+    given = [prefix or ""] + (text.split(MASK_PLACEHOLDER) if text else [])
+    unknown = list(dict.fromkeys(w for piece in given for w in unknown_words(generator.tokenizer, piece)))
+    if unknown:  # a word-level vocabulary: said once, not lost silently from the printed text
+        print(f"note: not in {generator.checkpoint}'s vocabulary, so given as <unk> and left out of the text: "
+              f"{', '.join(unknown)}", file=sys.stderr)
     return generator, prompt
 
 

@@ -186,21 +186,35 @@ class GaussianResult:
     attention_mask: torch.Tensor  # (B, L) long
 
 
-def _round(model, x0_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _rounding_logits(model, x0_hat: torch.Tensor, banned: list[int]) -> torch.Tensor:
+    """(B, L, d) -> (B, L, V) float logits x0_hat . E^T, -inf at the ``banned`` ids.
+
+    ``banned`` is the tokenizer's ``<unk>``: a word-level vocabulary (data/word-tokenizer) trains it
+    as the stand-in for every rare word, and text must not say "<unk>"; the rounding takes the
+    nearest real word instead. A byte-level BPE never produces it, so banning it changes nothing there.
+    """
+    logits = model.rounding_logits(x0_hat).float()
+    if banned:
+        logits[..., banned] = float("-inf")
+    return logits
+
+
+def _round(model, x0_hat: torch.Tensor, banned: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """(B, L, d) -> nearest tokens (B, L) and their rounding probabilities (B, L)."""
-    probs = torch.softmax(model.rounding_logits(x0_hat).float(), dim=-1)
+    probs = torch.softmax(_rounding_logits(model, x0_hat, banned), dim=-1)
     p, ids = probs.max(dim=-1)
     return ids, p
 
 
-def _draw(model, x0_hat: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+def _draw(model, x0_hat: torch.Tensor, temperature: float, generator: torch.Generator,
+          banned: list[int]) -> torch.Tensor:
     """(B, L, d) -> (B, L) tokens drawn from softmax(x0_hat . E^T / temperature), on the CPU.
 
     The argmax of --clamp picks, at high noise, the corpus's most frequent tokens everywhere
     ("a a of of the the"); a draw keeps the estimate's uncertainty, as the masked sampler's
     categorical draw does (docs/GAUSSIAN_TEXT.md, "Sampling variants, measured").
     """
-    probs = torch.softmax(model.rounding_logits(x0_hat).float() / temperature, dim=-1).cpu()  # (B, L, V)
+    probs = torch.softmax(_rounding_logits(model, x0_hat, banned) / temperature, dim=-1).cpu()  # (B, L, V)
     return torch.multinomial(probs.flatten(0, 1), 1, generator=generator).view(probs.shape[:-1])
 
 
@@ -220,6 +234,7 @@ def sample(model, process: GaussianProcess, tokenizer, prompt: GaussianPrompt, o
     mask = prompt.attention_mask.to(device)
     gen = prompt.generate.to(device)[..., None]  # (B, L, 1)
     fixed = model.embed(ids)  # (B, L, d): the clean embeddings of the fixed text
+    banned = [] if tokenizer.unk_token_id is None else [tokenizer.unk_token_id]  # never written (_rounding_logits)
     shape = fixed.shape
 
     def noise() -> torch.Tensor:
@@ -236,13 +251,13 @@ def sample(model, process: GaussianProcess, tokenizer, prompt: GaussianPrompt, o
         x = torch.where(gen, x, fixed)  # partial noising: the fixed text stays clean
         x0_hat = model(x, ks, mask, estimate)  # (B, L, d)
         if options.clamp_temperature is not None:
-            x0_hat = model.embed(_draw(model, x0_hat, options.clamp_temperature, generator).to(device))
+            x0_hat = model.embed(_draw(model, x0_hat, options.clamp_temperature, generator, banned).to(device))
         elif options.clamp:
-            x0_hat = model.embed(_round(model, x0_hat)[0])
+            x0_hat = model.embed(_round(model, x0_hat, banned)[0])
         x0_hat = torch.where(gen, x0_hat, fixed)
         estimate = None if options.no_self_conditioning else x0_hat
         if record_trace:
-            rounded, probs = _round(model, x0_hat)
+            rounded, probs = _round(model, x0_hat, banned)
             norm = float(x.norm(dim=-1)[prompt.generate.to(device)].mean()) if prompt.generate.any() else 0.0
             synchronize(device)
             trace.append(GaussianStep(k, rounded.cpu(), probs.cpu(), norm, time.perf_counter() - started))
@@ -250,7 +265,7 @@ def sample(model, process: GaussianProcess, tokenizer, prompt: GaussianPrompt, o
             x = process.ddpm_step(x, k, x0_hat, noise())
         else:
             x = process.ddim_step(x, k, k_prev, x0_hat, options.eta, noise() if options.eta > 0 else None)
-    final, _ = _round(model, x0_hat)
+    final, _ = _round(model, x0_hat, banned)
     final = torch.where(prompt.generate.to(device), final, ids).cpu()
     model.train(was_training)
     texts = [decode_text(tokenizer, row[:int(n)].tolist()) for row, n in zip(final, prompt.attention_mask.sum(1),

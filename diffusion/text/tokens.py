@@ -31,3 +31,17 @@ def decode_text(tokenizer, ids: list[int]) -> str:
 def token_strings(tokenizer, ids: list[int]) -> list[str]:
     """Each id as the text it adds (' word', 'ing', '</s>'), so tokens can be shown one by one."""
     return [tokenizer.decode([i]) for i in ids]
+
+
+def unknown_words(tokenizer, text: str) -> list[str]:
+    """The pieces of ``text`` that ``tokenizer`` encodes as ``<unk>``, in order, once each.
+
+    A byte-level BPE has none; a word-level vocabulary (data/word-tokenizer) has one per rare word,
+    which a model is then given as ``<unk>`` and which the decoded text leaves out.
+    """
+    if tokenizer.unk_token_id is None or not text:
+        return []
+    encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    words = [text[start:end].strip() for i, (start, end) in zip(encoding["input_ids"], encoding["offset_mapping"],
+                                                                 strict=True) if i == tokenizer.unk_token_id]
+    return list(dict.fromkeys(w for w in words if w))
