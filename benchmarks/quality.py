@@ -289,10 +289,10 @@ def run(argv: list[str]) -> int:
     gpt2, gpt2_tokenizer = load_causal(causal_name)
     gpt2.eval().to(device)
     gaussian = load_gaussian_generator(gaussian_name, "--gaussian-checkpoint") if gaussian_name else None
-    gaussian_row = None  # the longest Gaussian row: prompt + new tokens + <s> + </s>, within the model's positions
+    gaussian_row = None  # the model's positions: a row holds at most prompt + new tokens + <s> + </s> of them
     if gaussian is not None:
         gaussian.model.eval().to(device)
-        gaussian_row = min(args.prompt_tokens + args.max_new_tokens + 2, usable_length(gaussian.model) or 10**9)
+        gaussian_row = usable_length(gaussian.model) or 10**9
         if gaussian_row < args.prompt_tokens + 3:
             raise ValueError(f"{gaussian_name!r} has {gaussian_row} positions, too few for a {args.prompt_tokens}-token "
                              f"prompt and one new token")
@@ -317,6 +317,11 @@ def run(argv: list[str]) -> int:
     docs = held_out_documents(tokenizer, args.num_prompts, args.prompt_tokens)
     prompt_ids = [d[:args.prompt_tokens] for d in docs]
     prompt_texts = [tokenizer.decode(ids) for ids in prompt_ids]
+    # A Gaussian model with a vocabulary of its own (the bundled base's is word-level, data/word-tokenizer)
+    # is given the same prompt text, encoded by its tokenizer, and judged after that text, as GPT-2 is.
+    own_tokenizer = gaussian is not None and gaussian.tokenizer.get_vocab() != tokenizer.get_vocab()
+    gaussian_prompt_ids = ([gaussian.tokenizer(text, add_special_tokens=False)["input_ids"] for text in prompt_texts]
+                           if own_tokenizer else prompt_ids)
     n, samples = len(docs), args.samples_per_prompt
     print(f"diffusion model: {masked_name} ({masked_why})")
     print(f"autoregressive model: {causal_name} ({causal_why})")
@@ -336,7 +341,8 @@ def run(argv: list[str]) -> int:
     generate_causal(gpt2, gpt2_tokenizer, causal_context(gpt2_tokenizer, prompt_texts[0]), 4, num_samples=samples)
     if gaussian is not None:
         sample(gaussian.model, gaussian.process, gaussian.tokenizer,
-               gaussian_prompt(gaussian.tokenizer, [args.prompt_tokens + 10] * samples, prefix_ids=prompt_ids[0]),
+               gaussian_prompt(gaussian.tokenizer, [len(gaussian_prompt_ids[0]) + 10] * samples,
+                               prefix_ids=gaussian_prompt_ids[0]),
                GaussianSamplingOptions(ddim_steps=min(4, gaussian.process.num_steps)), record_trace=False)
 
     plan = [("reference", "held-out text", {}, None)]
@@ -369,12 +375,14 @@ def run(argv: list[str]) -> int:
                 computed += result.positions_computed
                 fields = {**fields, "cache": result.cache, "block_length": opts.block_length}
             elif generator == "gaussian":
-                rows_lengths = lengths_after_prompt(gaussian.config, samples, args.prompt_tokens, gaussian_row, seed)
-                prompt = gaussian_prompt(gaussian.tokenizer, rows_lengths, prefix_ids=prompt_ids[i])
+                given = len(gaussian_prompt_ids[i])  # args.prompt_tokens, unless it has a tokenizer of its own
+                rows_lengths = lengths_after_prompt(gaussian.config, samples, given,
+                                                    min(gaussian_row, given + args.max_new_tokens + 2), seed)
+                prompt = gaussian_prompt(gaussian.tokenizer, rows_lengths, prefix_ids=gaussian_prompt_ids[i])
                 result = sample(gaussian.model, gaussian.process, gaussian.tokenizer, prompt, options, seed=seed,
                                 record_trace=False)
                 lefts, conts, lens = continuations(gaussian.tokenizer, prompt, result.ids)
-                contexts += lefts
+                contexts += [prompt_texts[i]] * samples if own_tokenizer else lefts
                 texts += conts
                 lengths += lens
                 passes += result.forward_passes

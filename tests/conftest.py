@@ -158,3 +158,26 @@ def gaussian_checkpoint(tmp_path_factory, tokenizer):
     DiffusionConfig(objective="gaussian", max_length=32, schedule="sqrt", diffusion_steps=20,
                     sample_lengths=[10, 12, 14, 16, 20]).save(str(path))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def word_gaussian_checkpoint(tmp_path_factory):
+    """The same micro denoiser over the word-level vocabulary of the bundled Gaussian base
+    (data/word-tokenizer): a tokenizer other than the masked and causal models' own."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from diffusion.checkpoint import DiffusionConfig
+    from diffusion.gaussian.model import build_gaussian_model
+
+    words = AutoTokenizer.from_pretrained(os.path.join(REPO, "data", "word-tokenizer"))
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("word-gaussian") / "final-model"
+    model = build_gaussian_model("tiny", words, 32, embedding_dim=8,
+                                 overrides={"hidden_size": "32", "num_hidden_layers": "2", "num_attention_heads": "2",
+                                            "intermediate_size": "64"})
+    model.save_pretrained(path)
+    words.save_pretrained(path)
+    DiffusionConfig(objective="gaussian", max_length=32, schedule="sqrt", diffusion_steps=20,
+                    sample_lengths=[10, 12, 14, 16, 20]).save(str(path))
+    return str(path)

@@ -118,8 +118,11 @@ SMALL = ["--num-prompts", "2", "--samples-per-prompt", "2", "--max-new-tokens", 
          "--schedules", "linear", "--sampling", "topk", "--k", "20"]
 
 
-def test_cli_small_run_writes_table_json_and_plot(checkpoint, gpt2_checkpoint, gaussian_checkpoint, judge_checkpoint,
-                                                 tmp_path, capsys):
+def test_cli_small_run_writes_table_json_and_plot(checkpoint, gpt2_checkpoint, word_gaussian_checkpoint,
+                                                 judge_checkpoint, tmp_path, capsys):
+    """The Gaussian model here has a word-level vocabulary, as the bundled base: it is given the
+    prompt's text in its own tokens, and every one of its texts continues that text."""
+    gaussian_checkpoint = word_gaussian_checkpoint
     out = tmp_path / "quality"
     argv = [sys.executable, "benchmarks/quality.py", "--roberta-checkpoint", checkpoint, "--gpt2-checkpoint",
             gpt2_checkpoint, "--gaussian-checkpoint", gaussian_checkpoint, "--gaussian-ddim-steps", "2", "4",
