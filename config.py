@@ -27,7 +27,7 @@ from diffusion import schedules
 from diffusion.cli import drop_flags, flag_names, flag_value, parse_args
 from diffusion.gaussian.sampling import GaussianSamplingOptions
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS
-from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_DATASET, BUNDLED_MLM_MODEL
+from diffusion.paths import BUNDLED_CAUSAL_MODEL, BUNDLED_DATASET, BUNDLED_MLM_MODEL, BUNDLED_WORD_TOKENIZER
 from diffusion.text.models import MODEL_PRESETS
 
 MODEL_CONFIG_PRESETS = tuple(MODEL_PRESETS)  # tiny, small
@@ -91,6 +91,11 @@ QUICK_TEST_FROM_SCRATCH_ARGS = [
 # init, models/gaussian-base's attention stayed uniform (docs/GAUSSIAN_TEXT.md, "Why the base writes
 # fragments"; the bundled base predates this init).
 GAUSSIAN_INIT = ["--local-attention-init", "--local-attention-layers", "2"]
+# ...and reads the bundled corpus word by word (data/word-tokenizer, as models/gaussian-base): with
+# the byte-level BPE its samples join sub-word pieces into non-words (docs/GAUSSIAN_TEXT.md, "Words,
+# not pieces"). Dropped when --model, --tokenizer, another --dataset or --data-dir is typed: a checkpoint
+# keeps its own tokenizer, and a WordNet vocabulary would make other text mostly <unk>.
+GAUSSIAN_TOKENIZER = ["--tokenizer", BUNDLED_WORD_TOKENIZER]
 # The Gaussian quick test: a fresh tiny denoiser on the bundled corpus -> results-gaussian/, with the
 # per-noise-level loss and rounding accuracy before and after (docs/GAUSSIAN_TEXT.md, "The quick
 # test"). Not a fine-tune of models/gaussian-base: that base converged on this very corpus with its
@@ -101,6 +106,7 @@ GAUSSIAN_INIT = ["--local-attention-init", "--local-attention-layers", "2"]
 QUICK_TEST_GAUSSIAN_ARGS = [
     "--model-config", "tiny",
     *GAUSSIAN_INIT,
+    *GAUSSIAN_TOKENIZER,
     *_QUICK_TEST_COMMON,
     "--output_dir", "results-gaussian",
     "--weight_decay", "0.0",  # as models/gaussian-base: decay would shrink the embeddings the noise is added to
@@ -118,6 +124,7 @@ QUICK_TEST_GAUSSIAN_ARGS = [
 FULL_GAUSSIAN_ARGS = [
     "--model-config", "tiny",
     *GAUSSIAN_INIT,
+    *GAUSSIAN_TOKENIZER,
     "--output_dir", "results-gaussian-full",
     "--max-length", "64",
     "--per_device_train_batch_size", "64",
@@ -704,6 +711,9 @@ def parse_train_args(argv: list[str]):
         if "--model" in given:  # the Gaussian presets' init shapes a fresh denoiser only
             drop |= {"--local-attention-init", "--local-attention-layers"}
         preset = drop_flags(preset, drop)
+    other_text = "--data-dir" in given or flag_value(argv, "--dataset") not in (None, BUNDLED_DATASET)
+    if other_text or given & {"--model", "--tokenizer"}:  # the Gaussian presets' word vocabulary (see above)
+        preset = drop_flags(preset, {"--tokenizer"})
     model, data, diffusion, gaussian, run, training = parse_args(
         (ModelArguments, DataArguments, DiffusionArguments, GaussianArguments, RunArguments, TrainingArguments),
         preset + list(argv))

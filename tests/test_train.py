@@ -94,6 +94,26 @@ def test_gaussian_quick_test_trains_a_fresh_denoiser_unless_a_model_is_named():
     model, _, _, _, _, training = config.parse_train_args(
         ["--quick-test", "--objective", "gaussian", "--model", "models/gaussian-base", "--learning_rate", "1e-4"])
     assert (model.model, model.model_config, training.learning_rate) == ("models/gaussian-base", None, 1e-4)
+    assert model.tokenizer is None  # the checkpoint's own tokenizer, not the preset's
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ([], "word"),  # a fresh denoiser on the bundled corpus reads it word by word
+    (["--dataset", "wordnet"], "word"),
+    (["--dataset", "roneneldan/TinyStories"], None),  # other text: the default byte-level BPE
+    (["--data-dir", "src"], None),
+    (["--tokenizer", "data/tokenizer"], "data/tokenizer"),
+])
+def test_fresh_gaussian_presets_take_the_word_tokenizer_only_for_the_bundled_corpus(extra, expected):
+    import config
+    from diffusion.paths import BUNDLED_WORD_TOKENIZER
+
+    expected = BUNDLED_WORD_TOKENIZER if expected == "word" else expected
+    for preset in (["--quick-test"], []):
+        model = config.parse_train_args([*preset, "--objective", "gaussian", *extra])[0]
+        assert model.tokenizer == expected, (preset, extra)
+    assert config.parse_train_args(["--quick-test", *extra])[0].tokenizer == (None if expected != "data/tokenizer"
+                                                                             else expected)  # masked: unchanged
 
 
 def test_per_level_scalars_in_log_history(micro_run):
