@@ -48,7 +48,7 @@ from diffusion.gaussian.trainer import (  # noqa: E402
 )
 from diffusion.masked.levels import DEFAULT_MASK_LEVELS, format_level  # noqa: E402
 from diffusion.masked.trainer import evaluate_per_level  # noqa: E402
-from diffusion.paths import BUNDLED_DATASET  # noqa: E402
+from diffusion.paths import BUNDLED_DATASET, BUNDLED_TOKENIZER, BUNDLED_WORD_TOKENIZER  # noqa: E402
 from diffusion.text.data import load_raw_datasets, tokenize_datasets  # noqa: E402
 from diffusion.text.models import count_parameters  # noqa: E402
 
@@ -173,6 +173,8 @@ def continued(info: dict, previous: dict, card_path: str) -> dict:
              + " --command \"...\"" * len(info["commands"])]
     return dict(info, commands=previous["commands"] + info["commands"], stages=stages, how_made=lines,
                 global_step=offset + info["global_step"], train_tokens=previous["train_tokens"] + info["train_tokens"],
+                **({"train_tokens_bpe": previous["train_tokens_bpe"] + info["train_tokens_bpe"]}
+                   if "train_tokens_bpe" in info and "train_tokens_bpe" in previous else {}),
                 epochs=previous["epochs"] + info["epochs"],
                 train_runtime_s=round(sum(stage["train_runtime_s"] for stage in stages), 1))
 
@@ -196,7 +198,10 @@ def card_text(name: str, info: dict, notes: str) -> str:
         "",
         f"A {info['parameters'] / 1e6:.1f}M-parameter `{arch}` ({info['config_summary']}) trained from scratch "
         "with this repository's own `train.py` on the bundled WordNet corpus (`data/wordnet`, "
-        "3.2M training tokens) and tokenizer (`data/tokenizer`, byte-level BPE, 4,096 tokens).",
+        + ("3.2M training tokens) and tokenizer (`data/tokenizer`, byte-level BPE, 4,096 tokens)."
+           if info.get("tokenizer", "data/tokenizer") == "data/tokenizer" else
+           f"3.2M training tokens of `data/tokenizer`) with the word-level tokenizer `{info['tokenizer']}` "
+           f"(whole words, {info['vocab_size']:,} entries, `<unk>` for the rest: `data/build_tokenizer.py`)."),
         (f"Load it with `import diffusion.gaussian.model` (which registers the model type) and "
          f"`AutoModel.from_pretrained(\"models/{name}\")`, or sample it with "
          f"`python generate.py --checkpoint models/{name}`; " if gaussian else
@@ -210,7 +215,10 @@ def card_text(name: str, info: dict, notes: str) -> str:
         "```",
         "",
         f"- Steps: {info['global_step']:,} of batch {info['batch_size']} documents "
-        f"({info['train_tokens'] / 1e6:.1f}M tokens seen, {info['epochs']:.1f} epochs of the corpus)",
+        f"({info['train_tokens'] / 1e6:.1f}M tokens seen"
+        + (f", the text of {info['train_tokens_bpe'] / 1e6:.1f}M tokens of `data/tokenizer`, the other bundled "
+           "models' measure" if "train_tokens_bpe" in info else "")
+        + f", {info['epochs']:.1f} epochs of the corpus)",
         f"- Training wall time: {info['train_runtime_s'] / 60:.0f} min ({info['train_runtime_s']:.0f} s)",
         *([stage_line(info["stages"])] if len(info["stages"]) > 1 else []),
         f"- Machine: {info['machine']}; {info['threads_note']}",
@@ -327,6 +335,19 @@ def main(argv: list[str] | None = None) -> int:
     # runs older than metrics.json's "train_tokens" were trained on the bundled corpus, counted here.
     train_tokens = metrics["train_tokens"] if "train_tokens" in metrics else sum(data["train"]["length"])
     epochs = float(metrics.get("final", {}).get("epoch", 0.0))
+    # A model with the word-level tokenizer counts fewer, longer tokens for the same text; the budget
+    # the bundled models share is the text seen, so its card also counts it in the BPE's tokens: its
+    # own count times the two tokenizers' ratio on the bundled corpus's training split.
+    vocab = tokenizer.get_vocab()
+    own = next((name for name, folder in (("data/tokenizer", BUNDLED_TOKENIZER),
+                                          ("data/word-tokenizer", BUNDLED_WORD_TOKENIZER))
+                if load_tokenizer(folder).get_vocab() == vocab), "its own tokenizer")
+    bpe_tokens = None
+    if own != "data/tokenizer":
+        corpus = DatasetDict(train=load_raw_datasets(BUNDLED_DATASET)["train"])
+        counts = [sum(tokenize_datasets(corpus, t, max_length=max_length)["train"]["length"])
+                  for t in (load_tokenizer(BUNDLED_TOKENIZER), tokenizer)]
+        bpe_tokens = int(train_tokens * epochs * counts[0] / counts[1])
     # All the calls that trained it (train.py records each --resume as a stage; older runs: one).
     stages = metrics.get("stages") or [{"global_step": metrics["global_step"],
                                         "train_runtime_s": metrics["train_runtime_s"]}]
@@ -347,6 +368,9 @@ def main(argv: list[str] | None = None) -> int:
         "global_step": metrics["global_step"],
         "batch_size": batch_size * metrics.get("world_size", 1),
         "train_tokens": int(train_tokens * epochs),
+        **({"train_tokens_bpe": bpe_tokens} if bpe_tokens is not None else {}),
+        "tokenizer": own,
+        "vocab_size": len(tokenizer),
         "epochs": epochs,
         "stages": stages,
         "train_runtime_s": round(sum(stage["train_runtime_s"] for stage in stages), 1),

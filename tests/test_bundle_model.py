@@ -16,16 +16,19 @@ from safetensors import safe_open
 sys.path.insert(0, os.path.join(REPO, "models"))
 import bundle_model  # noqa: E402
 
+from diffusion.paths import BUNDLED_WORD_TOKENIZER  # noqa: E402
+
 MICRO_GAUSSIAN = ["--model-config", "tiny", "--embedding-dim", "8", "--diffusion-steps", "20",
                   "--config-overrides", "hidden_size=32,num_hidden_layers=2,num_attention_heads=2,intermediate_size=64"]
 
 
-@pytest.fixture(scope="module", params=["masked", "causal", "gaussian"])
+@pytest.fixture(scope="module", params=["masked", "causal", "gaussian", "gaussian-words"])
 def bundled(request, tmp_path_factory, small_corpus):
-    objective = request.param
-    root = tmp_path_factory.mktemp(f"bundle-{objective}")
+    objective = request.param.split("-")[0]
+    root = tmp_path_factory.mktemp(f"bundle-{request.param}")
     model_flags = {"masked": MICRO_MODEL, "causal": MICRO_GPT2, "gaussian": MICRO_GAUSSIAN}[objective]
-    argv = [*model_flags, *FAST, "--objective", objective, "--dataset", small_corpus, "--max_steps", "2",
+    words = ["--tokenizer", BUNDLED_WORD_TOKENIZER] if request.param == "gaussian-words" else []  # the base's
+    argv = [*model_flags, *words, *FAST, "--objective", objective, "--dataset", small_corpus, "--max_steps", "2",
             "--output_dir", str(root / "run")]
     assert train_in_process(argv) == 0
     command = "python train.py " + " ".join(argv)
@@ -61,6 +64,14 @@ def test_card_states_command_and_measured_numbers(bundled):
     run = json.loads((out.parent / "run" / "metrics.json").read_text())
     assert 294 * 3 < run["train_tokens"] < 294 * 64  # 294 training documents of the small corpus, <= 64 tokens
     assert info["train_tokens"] == int(run["train_tokens"] * run["final"]["epoch"]) > 0
+    if "--tokenizer" in command:  # whole words: the same text is about 1.5x as many BPE tokens
+        assert info["tokenizer"] == "data/word-tokenizer" and info["vocab_size"] == 8192
+        assert 1.3 < info["train_tokens_bpe"] / info["train_tokens"] < 1.7
+        assert "word-level tokenizer `data/word-tokenizer`" in text
+        assert f"the text of {info['train_tokens_bpe'] / 1e6:.1f}M tokens of `data/tokenizer`" in text
+    else:
+        assert info["tokenizer"] == "data/tokenizer" and "train_tokens_bpe" not in info
+        assert "(`data/tokenizer`, byte-level BPE, 4,096 tokens)" in text
     if objective == "masked":
         assert len(info["eval"]["per_level"]) == 10
         for level, r in info["eval"]["per_level"].items():
