@@ -2,6 +2,7 @@
 
     python data/measure_vocab.py                      # 2k, 4k, 8k, 16k
     python data/measure_vocab.py --sizes 4096 8192
+    python data/measure_vocab.py --word-level --sizes 4096 8192 16384   # whole words (data/word-tokenizer)
 
 For each size a tokenizer is trained on the train split (exactly as build_tokenizer.py
 does with diffusion/text/tokenizer.py, nothing is written) and both splits are encoded. Columns:
@@ -17,6 +18,10 @@ does with diffusion/text/tokenizer.py, nothing is written) and both splits are e
                  character, comparable across vocabularies
   emb share      vocab*256 / (vocab*256 + non-embedding params) for a small RoBERTa
                  (hidden 256, 4 layers, FFN 1024, embeddings tied to the output layer)
+
+With --word-level: for a vocabulary of the N most frequent words (cut as the BPE cuts them before
+merging, as diffusion/text/tokenizer.py's train_word_tokenizer does), the share of the train
+split's running words it covers, and how often its rarest entry occurs.
 """
 
 import argparse
@@ -81,14 +86,33 @@ def measure(train, validation, vocab_size):
     }
 
 
+def word_coverage(train, sizes):
+    """Rows of (entries, share of running words covered, count of the rarest entry)."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    cut = ByteLevel(add_prefix_space=False)
+    counts = Counter(w for text in train for w, _ in cut.pre_tokenize_str(text))
+    total = sum(counts.values())
+    print(f"{total} running words, {len(counts)} distinct\n")
+    print("| entries | share of running words | rarest entry seen |")
+    print("|---:|---:|---:|")
+    for n in sizes:
+        top = counts.most_common(n)
+        print(f"| {n:,} | {sum(c for _, c in top) / total:.3f} | {top[-1][1]} times |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--sizes", type=int, nargs="+", default=[2048, 4096, 8192, 16384]
     )
+    parser.add_argument("--word-level", action="store_true", help="coverage of whole-word vocabularies")
     args = parser.parse_args(argv)
 
     train = read_texts(DATA_DIR / "wordnet" / "train.jsonl.gz")
+    if args.word_level:
+        word_coverage(train, args.sizes)
+        return
     validation = read_texts(DATA_DIR / "wordnet" / "validation.jsonl.gz")
     rows = [measure(train, validation, size) for size in args.sizes]
 
