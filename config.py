@@ -88,8 +88,8 @@ QUICK_TEST_FROM_SCRATCH_ARGS = [
     "--max_steps", "500",
 ]
 # A fresh Gaussian denoiser starts its first two blocks as previous/next-token heads: from a random
-# init, models/gaussian-base's attention stayed uniform (docs/GAUSSIAN_TEXT.md, "Why the base writes
-# fragments"; the bundled base predates this init).
+# init, the first Gaussian base's attention stayed uniform (docs/GAUSSIAN_TEXT.md, "Why the first base
+# wrote fragments"; the bundled base has it, the first did not).
 GAUSSIAN_INIT = ["--local-attention-init", "--local-attention-layers", "2"]
 # ...and reads the bundled corpus word by word (data/word-tokenizer, as models/gaussian-base): with
 # the byte-level BPE its samples join sub-word pieces into non-words (docs/GAUSSIAN_TEXT.md, "Words,
@@ -98,10 +98,10 @@ GAUSSIAN_INIT = ["--local-attention-init", "--local-attention-layers", "2"]
 GAUSSIAN_TOKENIZER = ["--tokenizer", BUNDLED_WORD_TOKENIZER]
 # The Gaussian quick test: a fresh tiny denoiser on the bundled corpus -> results-gaussian/, with the
 # per-noise-level loss and rounding accuracy before and after (docs/GAUSSIAN_TEXT.md, "The quick
-# test"). Not a fine-tune of models/gaussian-base: that base converged on this very corpus with its
-# learning rate decayed to zero, and measured, 400 steps at 1e-4 moved its held-out loss by +0.001
-# to +0.016 and 150 steps at 5e-4 by +0.008 to +0.087 (worse at every level), nothing a learner can
-# see. `--model models/gaussian-base --learning_rate 1e-4` still fine-tunes it with this preset.
+# test"). Not a fine-tune of models/gaussian-base: the base converged on this very corpus with its
+# learning rate decayed to zero, and measured on the first base, 400 steps at 1e-4 moved its held-out
+# loss by +0.001 to +0.016 and 150 steps at 5e-4 by +0.008 to +0.087 (worse at every level), nothing
+# a learner can see. `--model models/gaussian-base --learning_rate 1e-4` still fine-tunes it with this preset.
 # Measured: 250 steps take the held-out loss at t = 0.1 from 9.64 to 0.94, in 3 min 12 s on 2 cores.
 QUICK_TEST_GAUSSIAN_ARGS = [
     "--model-config", "tiny",

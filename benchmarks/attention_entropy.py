@@ -21,7 +21,7 @@ A Gaussian checkpoint (``diffusion_config.json`` says ``gaussian``) gets the sam
 masked model's setting: a share ``--mask-rate`` of each row's tokens starts from pure noise
 (k = N), the rest is given clean and marked by step 0.  It also prints how often the hidden
 tokens are rounded right (``evaluate_given_text``, the test on every Gaussian card), since a
-denoiser can denoise without reading: docs/GAUSSIAN_TEXT.md, "Why the base writes fragments".
+denoiser can denoise without reading: docs/GAUSSIAN_TEXT.md, "Why the first base wrote fragments".
 
     python benchmarks/attention_entropy.py models/gaussian-base --mask-rate 0.5
 """

@@ -10,7 +10,7 @@
 The conditioning (the diffusion step, a class label) never enters the token stream: it sets the
 scale and shift of each normalisation.  Added to the tokens instead, a step embedding is the same
 vector at every position of a row and can grow to dominate it (docs/GAUSSIAN_TEXT.md, "Why the
-base writes fragments"), which drowns the positions that attention needs to read its neighbours.
+first base wrote fragments"), which drowns the positions that attention needs to read its neighbours.
 """
 
 from __future__ import annotations

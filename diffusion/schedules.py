@@ -105,7 +105,7 @@ def _sqrt(t: torch.Tensor) -> torch.Tensor:
 # noisy vector when d * SNR is large, so the bigger the embedding, the more of sqrt's steps are
 # solved without reading the context.  With d = 64 under sqrt, d * SNR is still 26 at t = 0.5;
 # shifted by 4 it is 6.6, what sqrt gives Diffusion-LM's 16 dimensions (docs/GAUSSIAN_TEXT.md,
-# "Why the base writes fragments").
+# "Why the first base wrote fragments").
 _QUARTER = 0.25
 
 

@@ -69,7 +69,7 @@ class GaussianTextConfig(PretrainedConfig):
         # shift and gate of every block's normalisations (adaLN-Zero, diffusion/adaln.py, as the image
         # DiT). "add" (configs saved before the option): its embedding is added to every position,
         # Diffusion-LM's way, where it grew to 24x the positions' size and attention stayed uniform
-        # (docs/GAUSSIAN_TEXT.md, "Why the base writes fragments").
+        # (docs/GAUSSIAN_TEXT.md, "Why the first base wrote fragments").
         self.step_conditioning = step_conditioning
         # "adaln": the width of the step's conditioning vector. 64, not the hidden size: each block's
         # modulation is condition_dim x 6 hidden weights, and at 256 they would add 1.6M parameters
@@ -206,7 +206,7 @@ def init_local_attention(model: GaussianTextModel, layers: int = 1, amplitude: f
     """Start the first blocks' heads as previous/next-token heads (offsets -1, +1, -2, +2): the
     masked base's init (diffusion/text/models.py, init_local_attention), for an adaLN denoiser.
 
-    Why: measured on models/gaussian-base (docs/GAUSSIAN_TEXT.md, "Why the base writes fragments"),
+    Why: measured on the first Gaussian base (docs/GAUSSIAN_TEXT.md, "Why the first base wrote fragments"),
     a denoiser from a random init attends uniformly at every layer and ends a bag of words, as a
     masked LM does on these cores without this init.  Here:
     * dims [0, 2F) of the position table (F = head size / 2) hold the sin/cos position channel, at
