@@ -139,17 +139,15 @@ def judge_checkpoint(tmp_path_factory, tokenizer):
     return _micro_gpt2(tmp_path_factory.mktemp("judge") / "judge", tokenizer, seed=2)
 
 
-@pytest.fixture(scope="session")
-def gaussian_checkpoint(tmp_path_factory, tokenizer):
+def _micro_gaussian_checkpoint(path, tokenizer) -> str:
     """An untrained micro Gaussian denoiser (8-dimensional embeddings, 20 diffusion steps, 32 positions)
-    saved like train.py's final model: the sampler's and the renderer's mechanics need no good model."""
+    over ``tokenizer``, saved at ``path`` like train.py's final model."""
     import torch
 
     from diffusion.checkpoint import DiffusionConfig
     from diffusion.gaussian.model import build_gaussian_model
 
     torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("gaussian") / "final-model"
     model = build_gaussian_model("tiny", tokenizer, 32, embedding_dim=8,
                                  overrides={"hidden_size": "32", "num_hidden_layers": "2", "num_attention_heads": "2",
                                             "intermediate_size": "64"})
@@ -161,23 +159,16 @@ def gaussian_checkpoint(tmp_path_factory, tokenizer):
 
 
 @pytest.fixture(scope="session")
+def gaussian_checkpoint(tmp_path_factory, tokenizer):
+    """The micro denoiser over the bundled BPE: the sampler's and the renderer's mechanics need no good model."""
+    return _micro_gaussian_checkpoint(tmp_path_factory.mktemp("gaussian") / "final-model", tokenizer)
+
+
+@pytest.fixture(scope="session")
 def word_gaussian_checkpoint(tmp_path_factory):
     """The same micro denoiser over the word-level vocabulary of the bundled Gaussian base
     (data/word-tokenizer): a tokenizer other than the masked and causal models' own."""
-    import torch
     from transformers import AutoTokenizer
 
-    from diffusion.checkpoint import DiffusionConfig
-    from diffusion.gaussian.model import build_gaussian_model
-
     words = AutoTokenizer.from_pretrained(os.path.join(REPO, "data", "word-tokenizer"))
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("word-gaussian") / "final-model"
-    model = build_gaussian_model("tiny", words, 32, embedding_dim=8,
-                                 overrides={"hidden_size": "32", "num_hidden_layers": "2", "num_attention_heads": "2",
-                                            "intermediate_size": "64"})
-    model.save_pretrained(path)
-    words.save_pretrained(path)
-    DiffusionConfig(objective="gaussian", max_length=32, schedule="sqrt", diffusion_steps=20,
-                    sample_lengths=[10, 12, 14, 16, 20]).save(str(path))
-    return str(path)
+    return _micro_gaussian_checkpoint(tmp_path_factory.mktemp("word-gaussian") / "final-model", words)
