@@ -298,6 +298,7 @@ def test_bad_checkpoints_are_one_line(gaussian_checkpoint, image_runs):
 
 def test_a_page_without_a_model_says_how_to_train_one(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(explorer, "REPO_DIR", str(tmp_path))  # a quick test's results in the checkout are not seen
     monkeypatch.setitem(explorer.CANDIDATES, "gaussian", [("results-gaussian/final-model", "trained")])
     at = page("gaussian_text")
     assert not at.exception and not at.error and not at.subheader
