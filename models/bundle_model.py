@@ -201,7 +201,9 @@ def card_text(name: str, info: dict, notes: str) -> str:
         + ("3.2M training tokens) and tokenizer (`data/tokenizer`, byte-level BPE, 4,096 tokens)."
            if info.get("tokenizer", "data/tokenizer") == "data/tokenizer" else
            f"3.2M training tokens of `data/tokenizer`) with the word-level tokenizer `{info['tokenizer']}` "
-           f"(whole words, {info['vocab_size']:,} entries, `<unk>` for the rest: `data/build_tokenizer.py`)."),
+           f"(whole words, {info['vocab_size']:,} entries, `<unk>` for the rest: `data/build_tokenizer.py`)."
+           if info["tokenizer"] == "data/word-tokenizer" else
+           f"3.2M training tokens of `data/tokenizer`) with its own tokenizer ({info['vocab_size']:,} entries)."),
         (f"Load it with `import diffusion.gaussian.model` (which registers the model type) and "
          f"`AutoModel.from_pretrained(\"models/{name}\")`, or sample it with "
          f"`python generate.py --checkpoint models/{name}`; " if gaussian else

@@ -234,7 +234,9 @@ def sample(model, process: GaussianProcess, tokenizer, prompt: GaussianPrompt, o
     mask = prompt.attention_mask.to(device)
     gen = prompt.generate.to(device)[..., None]  # (B, L, 1)
     fixed = model.embed(ids)  # (B, L, d): the clean embeddings of the fixed text
-    banned = [] if tokenizer.unk_token_id is None else [tokenizer.unk_token_id]  # never written (_rounding_logits)
+    # Only <unk> is never written (_rounding_logits), not all of diffusion/text/tokens.py's banned_ids:
+    # an unconditional row generates its own <s> and </s> (gaussian_prompt).
+    banned = [] if tokenizer.unk_token_id is None else [tokenizer.unk_token_id]
     shape = fixed.shape
 
     def noise() -> torch.Tensor:
