@@ -510,22 +510,33 @@ def plot_quality_vs_steps(rows: list[dict], path: str) -> bool:
     for ax, (key, label) in zip(axes[0], metrics, strict=True):
         for name, points in curves.items():
             points = sorted(points, key=lambda r: r["steps"])
-            ax.plot([r["steps"] for r in points], [r[key] for r in points], marker="o", label=name)
+            ax.plot([r["steps"] for r in points], [r[key] for r in points], marker="o", label=f"masked, {name}")
         for r in diffusion:
             if r["threshold"] is not None:
                 ax.scatter([r["forward_passes_per_prompt"]], [r[key]], marker="*", s=140, color="black",
-                           label=f"threshold {r['threshold']}", zorder=5)
+                           label=f"masked, threshold {r['threshold']}", zorder=5)
         if gaussian_ddim:
             ax.plot([r["steps"] for r in gaussian_ddim], [r[key] for r in gaussian_ddim], marker="s", color="purple",
                     label="Gaussian, DDIM")
         for r in gaussian_ddpm:
             ax.scatter([r["steps"]], [r[key]], marker="D", s=60, color="purple", label="Gaussian, DDPM", zorder=5)
-        for generator, style in (("gpt2", "--"), ("reference", ":")):
+        for generator, style, name in (("gpt2", "--", "GPT-2"), ("reference", ":", "held-out text")):
             if generator in others and others[generator][key] is not None:
-                ax.axhline(others[generator][key], linestyle=style, color="gray", label=generator)
+                ax.axhline(others[generator][key], linestyle=style, color="gray", label=name)
         ax.set_xscale("log", base=2)
+        if key == "judge_perplexity":
+            values = [v for line in ax.get_lines() for v in line.get_ydata()]
+            values += [y for c in ax.collections for _, y in c.get_offsets()]
+            if values and min(values) > 0 and max(values) / min(values) > 20:
+                ax.set_yscale("log")  # the Gaussian rows lie 10-50x above the others: linear would flatten those
+                label += " (log scale)"
         ticks = sorted({r["steps"] for r in diffusion} | {r["steps"] for r in gaussian_ddim + gaussian_ddpm})
-        ax.set_xticks(ticks, labels=[str(t) for t in ticks])
+        shown: list[int] = []
+        for t in ticks:  # a label too close to the one before would overlap it (50 and 64)
+            if not shown or t / shown[-1] >= 1.4:
+                shown.append(t)
+        ax.set_xticks(shown, labels=[str(t) for t in shown])
+        ax.set_xticks([], minor=True)
         ax.set_xlabel("diffusion steps (forward passes)")
         ax.set_title(label)
         ax.grid(alpha=0.3)
