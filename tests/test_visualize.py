@@ -474,3 +474,12 @@ def test_a_long_settings_header_is_broken_and_never_runs_over_the_title():
                  style.margin + style.title_size + 10)
     assert bare.crop(title_box).tobytes() == long.crop(title_box).tobytes()
     assert bare.tobytes() != long.tobytes()  # the header is drawn
+
+
+def test_an_unconditional_rows_start_token_is_not_drawn():
+    # a Gaussian row without a prompt generates its <s> slot too: the text starts after it, while a
+    # special token later in the row is still shown as a dot, and </s> ends the text
+    tokens, probs = ["<s>", "dog", ":", "<pad>", " wolf", "</s>", " cat"], [0.9, 0.8, 0.7, 0.2, 0.6, 0.9, 0.5]
+    pieces = rendering.denoising_pieces(tokens, probs, ["generated"] * 7, "</s>")
+    assert [p.text for p in pieces] == ["dog", ":", "\u00b7", "wolf", rendering.END_TEXT]
+    assert pieces[0].confidence == 0.8 and pieces[0].kind == rendering.ROUNDED

@@ -120,6 +120,8 @@ def step_pieces(tokens: list[str], masked: list[bool], revealed: list[bool], kin
             pieces.append(Piece(END_TEXT, END, True))
             break  # the rest is not part of the text
         # control characters would break the line layout; show a newline as a return arrow
+        if kind == "generated" and not pieces and token.startswith("<") and token.endswith(">"):
+            continue  # an unconditional row's <s> slot: the model writes <s> there, the text starts after it
         text = token.replace("\r", "").replace("\n", " \u21b5 ").replace("\t", " ")
         space = text.startswith(" ") or after_mask or not pieces
         text = text.strip() or "\u00b7"  # a token of only spaces still needs a visible mark
@@ -404,7 +406,8 @@ def denoising_pieces(tokens: list[str], probs: list[float], kinds: list[str], en
 
     kinds: per position 'generated', 'prefix' (fixed text, light blue) or 'special' (the
     template's <s> and </s>: not drawn).  A generated ``</s>`` ends the text, as in the masked
-    frames; a generated ``<s>`` or padding token is drawn as a dot (it is dropped from the text).
+    frames; a generated ``<s>`` or padding token is drawn as a dot (it is dropped from the text), except in
+    the first generated slot of an unconditional row, where ``<s>`` is the start the model was taught.
     """
     pieces: list[Piece] = []
     for token, p, kind in zip(tokens, probs, kinds, strict=True):
@@ -415,6 +418,8 @@ def denoising_pieces(tokens: list[str], probs: list[float], kinds: list[str], en
                 pieces.append(Piece(END_TEXT, END, True))
                 break
             continue
+        if kind == "generated" and not pieces and token.startswith("<") and token.endswith(">"):
+            continue  # an unconditional row's <s> slot: the model writes <s> there, the text starts after it
         text = token.replace("\r", "").replace("\n", " \u21b5 ").replace("\t", " ")
         space = text.startswith(" ") or not pieces
         text = text.strip() or "\u00b7"
