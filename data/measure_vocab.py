@@ -34,7 +34,7 @@ from pathlib import Path
 DATA_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(DATA_DIR.parent))  # the repository root, for the diffusion package
 
-from diffusion.text.tokenizer import read_texts, train_tokenizer  # noqa: E402
+from diffusion.text.tokenizer import read_texts, train_tokenizer, word_cut  # noqa: E402
 
 HIDDEN, LAYERS, FFN = 256, 4, 1024
 NON_EMBEDDING_PARAMS = LAYERS * (
@@ -88,9 +88,7 @@ def measure(train, validation, vocab_size):
 
 def word_coverage(train, sizes):
     """Rows of (entries, share of running words covered, count of the rarest entry)."""
-    from tokenizers.pre_tokenizers import ByteLevel
-
-    cut = ByteLevel(add_prefix_space=False)
+    cut = word_cut()
     counts = Counter(w for text in train for w, _ in cut.pre_tokenize_str(text))
     total = sum(counts.values())
     print(f"{total} running words, {len(counts)} distinct\n")

@@ -36,7 +36,7 @@ def read_texts(path):
 def train_tokenizer(texts, vocab_size):
     """Train a raw `tokenizers.Tokenizer` (byte-level BPE) on `texts`."""
     tok = Tokenizer(models.BPE())  # no unk needed: every byte is in the base alphabet
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = word_cut()
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -55,6 +55,12 @@ def train_tokenizer(texts, vocab_size):
     return tok
 
 
+def word_cut():
+    """How both vocabularies cut a text into words (GPT-2's byte-level rule: "Ġdog", ":", "'s"): the BPE
+    merges pieces within each word, the word-level vocabulary keeps each word whole."""
+    return pre_tokenizers.ByteLevel(add_prefix_space=False)
+
+
 def train_word_tokenizer(texts, vocab_size):
     """Train a raw word-level `tokenizers.Tokenizer`: the ``vocab_size`` most frequent words of ``texts``.
 
@@ -65,7 +71,7 @@ def train_word_tokenizer(texts, vocab_size):
     85% of the running words (data/README.md).
     """
     tok = Tokenizer(models.WordLevel(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.pre_tokenizer = word_cut()
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.WordLevelTrainer(vocab_size=vocab_size, min_frequency=2, special_tokens=SPECIAL_TOKENS,
                                         show_progress=False)

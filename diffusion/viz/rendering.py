@@ -120,8 +120,6 @@ def step_pieces(tokens: list[str], masked: list[bool], revealed: list[bool], kin
             pieces.append(Piece(END_TEXT, END, True))
             break  # the rest is not part of the text
         # control characters would break the line layout; show a newline as a return arrow
-        if kind == "generated" and not pieces and token.startswith("<") and token.endswith(">"):
-            continue  # an unconditional row's <s> slot: the model writes <s> there, the text starts after it
         text = token.replace("\r", "").replace("\n", " \u21b5 ").replace("\t", " ")
         space = text.startswith(" ") or after_mask or not pieces
         text = text.strip() or "\u00b7"  # a token of only spaces still needs a visible mark
@@ -413,17 +411,16 @@ def denoising_pieces(tokens: list[str], probs: list[float], kinds: list[str], en
     for token, p, kind in zip(tokens, probs, kinds, strict=True):
         if kind == "special":
             continue
+        special = token.startswith("<") and token.endswith(">")  # <s>, </s>, <pad>, <mask>: not text
+        if kind == "generated" and not pieces and (special or token == end_token):
+            continue  # an unconditional row's <s> slot (its <s>, or a </s> guess): the text starts after it
         if kind == "generated" and end_token is not None and token == end_token:
-            if pieces:  # a </s> at the very start is the <s> slot's guess: the text has not begun
-                pieces.append(Piece(END_TEXT, END, True))
-                break
-            continue
-        if kind == "generated" and not pieces and token.startswith("<") and token.endswith(">"):
-            continue  # an unconditional row's <s> slot: the model writes <s> there, the text starts after it
+            pieces.append(Piece(END_TEXT, END, True))
+            break
         text = token.replace("\r", "").replace("\n", " \u21b5 ").replace("\t", " ")
         space = text.startswith(" ") or not pieces
         text = text.strip() or "\u00b7"
-        if token.startswith("<") and token.endswith(">"):  # <s>, <pad>, <mask>: not text
+        if special:
             text, space = "\u00b7", True
         pieces.append(Piece(text, PREFIX if kind == "prefix" else ROUNDED, space, confidence=p))
     return pieces
