@@ -119,8 +119,10 @@ def test_no_documents_left_after_tokenisation_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_missing_model_folder_lists_the_folders_that_hold_one(capsys):
-    proc = call_main("generate.py", ["--checkpoint", "results-nope/final-model"], capsys)
+def test_a_missing_model_folder_lists_the_folders_that_hold_one(capsys, tmp_path, monkeypatch):
+    with monkeypatch.context() as m:
+        m.chdir(tmp_path)  # a quick test's results/ in the checkout would be listed first (closer in name)
+        proc = call_main("generate.py", ["--checkpoint", "results-nope/final-model"], capsys)
     line = _one_line(proc, "'results-nope/final-model' does not exist", "folders that hold a model:",
                      "models/masked-base")
     assert "Hugging Face Hub" in line  # offline, it cannot be a hub id either
